@@ -1,0 +1,55 @@
+// Server-wide limits and timeouts. Plain data: fill it before constructing a
+// fapws::server; it is copied and read only from the loop thread afterwards.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace fapws {
+
+struct config {
+    // Request line plus all header lines, in bytes; beyond it the answer is
+    // 431 and the connection is closed.
+    std::size_t header_limit = 64 * 1024;
+    // One request line or one header line (name, value and CRLF) -> 431.
+    std::size_t header_line_limit = 8 * 1024;
+    // Request body, in bytes, after de-chunking -> 413.
+    std::uint64_t body_limit = std::uint64_t{1} << 30;
+    // Bodies up to this size are held in memory; larger ones are spooled to
+    // an unlinked temporary file in spool_dir as they arrive.
+    std::size_t body_memory_limit = 1 << 20;
+    std::string spool_dir;  // empty: $TMPDIR, else /tmp
+    // A streamed response body is pulled one block at a time; the next block
+    // is produced only after the previous one was written.
+    std::size_t block_size = 64 * 1024;
+    // Responses to pipelined requests batched into one write.
+    std::size_t max_pipelined = 32;
+
+    // Time allowed to receive a whole request head, counted from its first
+    // byte, or from accept for a new connection (slowloris defence).
+    std::chrono::milliseconds header_timeout{30'000};
+    // Idle keep-alive connection. 75 s, like nginx: longer than the 60 s idle
+    // timeout of the usual load balancers in front of us, so they close first
+    // and never send a request on a connection we are closing; an idle
+    // connection costs well under 400 bytes, so holding it is cheap.
+    std::chrono::milliseconds keepalive_timeout{75'000};
+    // Inactivity while reading a request body or writing a response.
+    std::chrono::milliseconds io_timeout{60'000};
+    // Graceful stop: in-flight requests get this long to finish.
+    std::chrono::milliseconds shutdown_timeout{10'000};
+
+    // Deferred tasks queued at once; one more is an error to the caller.
+    std::size_t defer_limit = 10'000;
+
+    int backlog = 1024;
+    // Install SIGINT/SIGTERM (graceful stop, second SIGINT: immediate) and
+    // ignore SIGPIPE. The Python bindings turn this off and let Python own
+    // its signals.
+    bool handle_signals = true;
+
+    std::string server_header = "fapws";
+};
+
+}  // namespace fapws

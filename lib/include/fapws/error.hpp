@@ -1,0 +1,44 @@
+// Errors the library throws during setup, and the counters it keeps.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace fapws {
+
+// Setup failed: bad listen address, bind error, unreadable directory...
+// Thrown only from configuration calls, never from the loop.
+class setup_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The defer queue is full (config::defer_limit); nothing was queued.
+class defer_queue_full : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Counters, updated on the loop thread; read them there (or accept a torn read).
+struct stats {
+    std::uint64_t connections_accepted = 0;
+    std::uint64_t connections_closed = 0;
+    std::uint64_t connections_open = 0;
+    std::uint64_t requests = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t bad_requests = 0;       // 400
+    std::uint64_t header_too_large = 0;   // 431
+    std::uint64_t body_too_large = 0;     // 413
+    std::uint64_t bad_version = 0;        // 505
+    std::uint64_t handler_errors = 0;     // 500 or a cut response
+    std::uint64_t not_found = 0;          // 404 from the router
+    std::uint64_t timeouts_header = 0;
+    std::uint64_t timeouts_keepalive = 0;
+    std::uint64_t timeouts_io = 0;
+    std::uint64_t io_errors = 0;
+    std::uint64_t deferred_run = 0;
+    std::uint64_t task_errors = 0;        // timers and deferred tasks that threw
+};
+
+}  // namespace fapws

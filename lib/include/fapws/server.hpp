@@ -1,0 +1,90 @@
+// The server: one io_context, one thread, listeners, a router, timers and the
+// defer queue. Construct, add listeners and routes, then run() on the thread
+// that owns it. Every member is for that thread, except stop(), which may be
+// called from any thread or a signal-free context.
+#pragma once
+
+#include <fapws/config.hpp>
+#include <fapws/defer_queue.hpp>
+#include <fapws/error.hpp>
+#include <fapws/http.hpp>
+#include <fapws/log.hpp>
+#include <fapws/router.hpp>
+#include <fapws/timer.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace fapws {
+
+struct listen_options {
+    bool reuse_port = false;     // SO_REUSEPORT, for several processes on one port
+    int backlog = -1;            // -1: config::backlog
+    std::string url_scheme = "http";  // what wsgi.url_scheme reports
+};
+
+class server {
+public:
+    explicit server(config cfg = {});
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    const config& settings() const noexcept;
+    boost::asio::io_context& context() noexcept;
+
+    // Listeners; each throws setup_error when it cannot bind. The returned
+    // info carries the real port (pass port 0 for an ephemeral one).
+    //   "127.0.0.1:8080", "[::1]:8080", ":8080" (all IPv4+IPv6), "localhost:80",
+    //   "unix:/run/app.sock", "unix:@abstract", "fd:3"
+    listener_info listen(std::string_view spec, const listen_options& opt = {});
+    listener_info listen_tcp(const std::string& host, std::uint16_t port,
+                             const listen_options& opt = {});
+    listener_info listen_unix(const std::string& path, const listen_options& opt = {});
+    // Adopts an already listening socket (socket activation, pre-fork).
+    listener_info listen_fd(int fd, const listen_options& opt = {});
+
+    // Handlers, see router.hpp. route("/", h) is the catch-all.
+    void route(std::string prefix, handler h);
+    void fallback(handler h);
+
+    // Runs callback every interval on the loop thread, starting one interval
+    // from now. An exception from it is logged and the timer goes on.
+    timer add_timer(std::chrono::milliseconds interval, std::function<void()> callback);
+
+    // Queues a task for when the loop is idle; see defer_queue::push.
+    bool defer(std::function<void()> task, std::optional<std::string> key = {});
+    std::size_t defer_queue_size() const noexcept;
+
+    // Access log: path, or "-" for stdout; empty turns it off.
+    void access_log(const std::string& path, access_log_format fmt = access_log_format::common);
+
+    // Called around each blocking wait for I/O (the Python bindings release
+    // and retake the GIL there). Both run on the loop thread.
+    void set_wait_hooks(std::function<void()> before_wait, std::function<void()> after_wait);
+
+    // Runs the loop until stopped. Returns after a graceful stop completed.
+    void run();
+    // Graceful stop: stop accepting, close idle connections, let in-flight
+    // requests finish for config::shutdown_timeout, then close the rest.
+    // Safe from any thread.
+    void stop();
+    // Immediate stop: closes everything now. Loop thread only.
+    void stop_now();
+    bool stopping() const noexcept;
+
+    const stats& counters() const noexcept;
+
+    class impl;
+
+private:
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace fapws

@@ -1,0 +1,184 @@
+// Private: the server's state and the per-connection session. Never installed.
+#pragma once
+
+#include <fapws/server.hpp>
+
+#include "handler_memory.hpp"
+#include "parser.hpp"
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fapws {
+
+namespace net = boost::asio;
+using error_code = boost::system::error_code;
+using executor = net::io_context::executor_type;
+using descriptor = net::posix::basic_stream_descriptor<executor>;
+using steady_timer = net::basic_waitable_timer<std::chrono::steady_clock,
+                                               net::wait_traits<std::chrono::steady_clock>, executor>;
+
+namespace detail {
+
+class connection;
+class listener;
+struct timer_state;
+struct flight;
+
+// Connections waiting on the same timeout, oldest deadline first. Each list
+// has one timeout, so appending keeps it sorted; one server timer serves all.
+enum class wait_list : unsigned char { header = 0, keepalive = 1, io = 2, linger = 3, none = 4 };
+
+struct timeout_list {
+    connection* head = nullptr;
+    connection* tail = nullptr;
+    std::int64_t timeout_ms = 0;
+    std::size_t size = 0;
+};
+
+// Per-request state kept while a request spans more than one I/O event: a
+// partial head or body, a response still being written. Absent while idle.
+struct flight;
+
+class connection final : private body_sink {
+public:
+    connection(server::impl& srv, int fd, const listener_info& where,
+               std::uint32_t peer_v4, std::uint16_t peer_port);
+    ~connection();
+
+    void start();
+    // Closes now; pending waits complete with operation_aborted.
+    void close() noexcept;
+    // Graceful stop: close if idle, otherwise finish the current response
+    // and close after it.
+    void drain() noexcept;
+    bool idle() const noexcept;
+
+    // Intrusive reference count: pending handlers and the call stack hold one.
+    void add_ref() noexcept { ++refs_; }
+    void release() noexcept
+    {
+        if (--refs_ == 0)
+            delete this;
+    }
+
+    // The timeout list hooks, managed by server::impl.
+    connection* prev_ = nullptr;
+    connection* next_ = nullptr;
+    std::int64_t deadline_ = 0;
+    wait_list list_ = wait_list::none;
+
+    void on_timeout() noexcept;
+
+private:
+    struct io_handler;
+    friend struct io_handler;
+
+    void wait_read();
+    void wait_write();
+    void on_ready(error_code ec, bool write);
+    void do_read();
+    // Parses and answers what [p, p+n) holds, then flushes.
+    void consume(const char* p, std::size_t n);
+    void stash_input(const char* p, std::size_t n);
+    void stash_request(const char* end);
+    bool begin_body();
+    void dispatch();
+    void emit(request& req, response& res);
+    void answer_error(int status, std::string_view text);
+    void flush();
+    void proceed();
+    void pump();
+    void resume();
+    void linger();
+    template <void (connection::*Fn)()>
+    void post();
+    void append(std::string_view bytes, beast_error& ec) override;
+    flight& fl();
+    request_parser& parser();
+    void reset_parser();
+    void schedule(wait_list l);
+
+    descriptor sock_;
+    server::impl& srv_;
+    std::unique_ptr<flight> fl_;
+    const listener_info* where_;
+    std::uint32_t peer_v4_;
+    std::uint16_t peer_port_;
+    std::uint16_t refs_ = 0;
+    std::uint8_t state_ = 0;
+    bool closing_ = false;      // close after the current response
+    bool draining_ = false;     // graceful stop: close once idle
+    bool linger_ = false;       // unread input may remain: drain before close
+    handler_memory mem_;
+};
+
+}  // namespace detail
+
+class server::impl {
+public:
+    explicit impl(config c);
+    ~impl();
+
+    // Timeout lists.
+    void track(detail::connection& c, detail::wait_list l) noexcept;
+    void untrack(detail::connection& c) noexcept;
+    void arm_sweep(std::int64_t deadline);
+    void sweep();
+
+    void opened(detail::connection&) noexcept;
+    void closed(detail::connection&) noexcept;
+
+    void log_access(const request& req, int status, std::uint64_t bytes);
+    void flush_access_log();
+
+    void begin_stop();
+    void finish_stop();
+    void check_stopped();
+
+    config cfg_;
+    net::io_context ioc_;
+    router router_;
+    defer_queue defer_;
+    stats stats_;
+    std::vector<std::unique_ptr<detail::listener>> listeners_;
+    std::vector<std::weak_ptr<detail::timer_state>> timers_;
+
+    detail::timeout_list lists_[4];
+    steady_timer sweep_timer_;
+    std::int64_t sweep_at_ = 0;  // 0: not armed
+
+    // Loop-owned scratch, reused by every connection (one thread).
+    std::unique_ptr<char[]> rbuf_;
+    std::size_t rbuf_size_;
+    std::string out_;
+    request req_;
+    request_body body_;
+    response res_;
+    std::optional<detail::request_parser> parser_;
+    std::string stage_;  // the first blocks of a streamed body, before the head
+
+    // Access log.
+    int access_fd_ = -1;
+    bool access_owned_ = false;
+    access_log_format access_fmt_ = access_log_format::common;
+    std::string access_buf_;
+    std::optional<steady_timer> access_timer_;
+
+    std::optional<net::signal_set> signals_;
+    std::optional<steady_timer> stop_timer_;
+    std::function<void()> before_wait_, after_wait_;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool stopped_ = false;
+    int sigint_count_ = 0;
+};
+
+}  // namespace fapws

@@ -1,0 +1,287 @@
+#include <fapws/http.hpp>
+
+#include <boost/beast/core/string.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <stdexcept>
+#include <system_error>
+
+namespace fapws {
+
+namespace {
+
+// RFC 9110 section 5.6.2: tchar.
+bool is_tchar(unsigned char c) noexcept
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    return boost::beast::iequals(a, b);
+}
+
+}  // namespace
+
+request_body::~request_body()
+{
+    reset();
+}
+
+void request_body::reset() noexcept
+{
+    if (fd_ >= 0)
+        ::close(fd_);
+    fd_ = -1;
+    size_ = 0;
+    view_ = {};
+    mem_.clear();
+    if (mem_.capacity() > 64 * 1024)
+        mem_.shrink_to_fit();
+}
+
+std::size_t request_body::read_at(std::uint64_t offset, char* dst, std::size_t n) const
+{
+    if (offset >= size_)
+        return 0;
+    n = static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset));
+    if (fd_ < 0) {
+        view_.copy(dst, n, static_cast<std::size_t>(offset));
+        return n;
+    }
+    std::size_t done = 0;
+    while (done < n) {
+        ssize_t r = ::pread(fd_, dst + done, n - done, static_cast<off_t>(offset + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            throw std::system_error(errno, std::generic_category(), "reading the request body");
+        }
+        if (r == 0)
+            break;
+        done += static_cast<std::size_t>(r);
+    }
+    return done;
+}
+
+std::string_view request::header(std::string_view name) const noexcept
+{
+    for (const auto& f : fields_)
+        if (iequals(f.name, name))
+            return f.value;
+    return {};
+}
+
+bool request::has_header(std::string_view name) const noexcept
+{
+    for (const auto& f : fields_)
+        if (iequals(f.name, name))
+            return true;
+    return false;
+}
+
+std::string request::remote_addr() const
+{
+    char buf[INET6_ADDRSTRLEN] = "";
+    if (peer_port_ != 0) {
+        ::inet_ntop(AF_INET, &peer_v4_, buf, sizeof buf);
+        return buf;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (fd_ < 0 || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        return {};
+    if (ss.ss_family == AF_INET6)
+        ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(ss).sin6_addr, buf, sizeof buf);
+    else if (ss.ss_family == AF_INET)
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(ss).sin_addr, buf, sizeof buf);
+    return buf;
+}
+
+std::uint16_t request::remote_port() const
+{
+    if (peer_port_ != 0)
+        return peer_port_;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (fd_ < 0 || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(reinterpret_cast<sockaddr_in6&>(ss).sin6_port);
+    if (ss.ss_family == AF_INET)
+        return ntohs(reinterpret_cast<sockaddr_in&>(ss).sin_port);
+    return 0;
+}
+
+void response::status(int code)
+{
+    if (code < 100 || code > 999)
+        throw std::invalid_argument("status code out of range: " + std::to_string(code));
+    status_ = code;
+    reason_.clear();
+}
+
+void response::status(int code, std::string_view reason)
+{
+    status(code);
+    for (unsigned char c : reason)
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            throw std::invalid_argument("control character in reason phrase");
+    reason_.assign(reason);
+}
+
+void response::header(std::string_view name, std::string_view value)
+{
+    if (name.empty())
+        throw std::invalid_argument("empty header name");
+    for (unsigned char c : name)
+        if (!is_tchar(c))
+            throw std::invalid_argument("invalid header name: " + std::string(name));
+    for (unsigned char c : value)
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            throw std::invalid_argument("control character in value of header " + std::string(name));
+    // Hop-by-hop framing is the server's business.
+    if (iequals(name, "content-length")) {
+        std::uint64_t n = 0;
+        auto r = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (r.ec != std::errc() || r.ptr != value.data() + value.size())
+            throw std::invalid_argument("invalid Content-Length: " + std::string(value));
+        content_length_ = n;
+        return;
+    }
+    if (iequals(name, "transfer-encoding"))
+        return;
+    if (iequals(name, "connection")) {
+        if (iequals(value, "close"))
+            close_ = true;
+        return;
+    }
+    if (iequals(name, "server"))
+        has_server_ = true;
+    else if (iequals(name, "date"))
+        has_date_ = true;
+    fields_.append(name);
+    fields_.append(": ");
+    fields_.append(value);
+    fields_.append("\r\n");
+}
+
+void response::body(std::string data)
+{
+    source_.reset();
+    kind_ = kind::owned;
+    owned_ = std::move(data);
+}
+
+void response::body_ref(std::string_view data)
+{
+    source_.reset();
+    kind_ = kind::borrowed;
+    borrowed_ = data;
+}
+
+void response::file(int fd, std::uint64_t offset, std::uint64_t length)
+{
+    source_.reset();
+    if (file_fd_ >= 0 && file_fd_ != fd)
+        ::close(file_fd_);
+    kind_ = kind::file;
+    file_fd_ = fd;
+    file_offset_ = offset;
+    file_length_ = length;
+}
+
+void response::stream(std::unique_ptr<body_source> source)
+{
+    if (!source)
+        throw std::invalid_argument("null body source");
+    kind_ = kind::stream;
+    source_ = std::move(source);
+}
+
+void response::clear()
+{
+    status_ = 200;
+    reason_.clear();
+    fields_.clear();
+    content_length_.reset();
+    kind_ = kind::none;
+    close_ = false;
+    has_server_ = false;
+    has_date_ = false;
+    owned_.clear();
+    if (owned_.capacity() > 64 * 1024)
+        owned_.shrink_to_fit();
+    borrowed_ = {};
+    if (file_fd_ >= 0)
+        ::close(file_fd_);
+    file_fd_ = -1;
+    file_offset_ = file_length_ = 0;
+    source_.reset();
+    holds_.clear();
+}
+
+std::string_view reason_phrase(int status) noexcept
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+}  // namespace fapws

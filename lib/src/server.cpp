@@ -1,0 +1,540 @@
+#include <fapws/server.hpp>
+
+#include "detail/clock.hpp"
+#include "detail/listener.hpp"
+#include "detail/server_impl.hpp"
+#include "detail/timer_state.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+namespace fapws {
+
+namespace {
+
+std::string default_spool_dir()
+{
+    const char* t = std::getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+// Access-log fields are quoted: escape what could forge a line.
+void append_escaped(std::string& out, std::string_view v)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    for (unsigned char c : v) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(static_cast<char>(c));
+        } else if (c < 0x20 || c >= 0x7f) {
+            out.append("\\x");
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        } else {
+            out.push_back(static_cast<char>(c));
+        }
+    }
+}
+
+}  // namespace
+
+server::impl::impl(config c)
+    : cfg_(std::move(c)),
+      // One thread: no locking per descriptor; the scheduler keeps its lock so
+      // other threads may still post() to the loop.
+      ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      defer_(cfg_.defer_limit),
+      sweep_timer_(ioc_.get_executor())
+{
+    if (cfg_.spool_dir.empty())
+        cfg_.spool_dir = default_spool_dir();
+    if (cfg_.header_limit < 256 || cfg_.header_line_limit < 64)
+        throw setup_error("header limits too small (header_limit >= 256, header_line_limit >= 64)");
+    if (cfg_.block_size == 0)
+        throw setup_error("block_size must be positive");
+    lists_[0].timeout_ms = cfg_.header_timeout.count();
+    lists_[1].timeout_ms = cfg_.keepalive_timeout.count();
+    lists_[2].timeout_ms = cfg_.io_timeout.count();
+    lists_[3].timeout_ms = std::min<std::int64_t>(5000, cfg_.io_timeout.count());
+    // One read buffer for every connection: a whole head always fits.
+    rbuf_size_ = std::max<std::size_t>(64 * 1024, cfg_.header_limit + 1024);
+    rbuf_ = std::make_unique<char[]>(rbuf_size_);
+    out_.reserve(64 * 1024);
+    // A write to a closed peer must be an error, not a signal.
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+server::impl::~impl()
+{
+    for (auto& l : listeners_)
+        l->close();
+    for (auto& list : lists_)
+        while (list.head)
+            list.head->close();
+    for (auto& w : timers_) {
+        if (auto t = w.lock()) {
+            t->running = false;
+            t->srv = nullptr;
+            t->timer.reset();
+        }
+    }
+    flush_access_log();
+    if (access_owned_ && access_fd_ >= 0)
+        ::close(access_fd_);
+    // Let the aborted waits run so every connection is released before the
+    // io_context and its reactor go away.
+    error_code ec;
+    sweep_timer_.cancel();
+    if (signals_)
+        signals_->cancel(ec);
+    ioc_.restart();
+    ioc_.poll();
+}
+
+void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
+{
+    auto& list = lists_[static_cast<int>(l)];
+    c.list_ = l;
+    c.deadline_ = detail::now_ms() + list.timeout_ms;
+    c.prev_ = list.tail;
+    c.next_ = nullptr;
+    if (list.tail)
+        list.tail->next_ = &c;
+    else
+        list.head = &c;
+    list.tail = &c;
+    ++list.size;
+    if (sweep_at_ == 0 || c.deadline_ < sweep_at_)
+        arm_sweep(c.deadline_);
+}
+
+void server::impl::untrack(detail::connection& c) noexcept
+{
+    if (c.list_ == detail::wait_list::none)
+        return;
+    auto& list = lists_[static_cast<int>(c.list_)];
+    (c.prev_ ? c.prev_->next_ : list.head) = c.next_;
+    (c.next_ ? c.next_->prev_ : list.tail) = c.prev_;
+    c.prev_ = c.next_ = nullptr;
+    c.list_ = detail::wait_list::none;
+    --list.size;
+}
+
+void server::impl::arm_sweep(std::int64_t deadline)
+{
+    sweep_at_ = deadline;
+    // The coarse clock may lag by a tick: wait a little past the deadline.
+    auto wait = std::chrono::milliseconds(std::max<std::int64_t>(0, deadline - detail::now_ms()) + 5);
+    sweep_timer_.expires_after(wait);
+    sweep_timer_.async_wait([this](error_code ec) {
+        if (ec)
+            return;
+        sweep_at_ = 0;
+        sweep();
+    });
+}
+
+void server::impl::sweep()
+{
+    const std::int64_t now = detail::now_ms();
+    std::int64_t next = 0;
+    for (auto& list : lists_) {
+        while (list.head && list.head->deadline_ <= now) {
+            detail::connection* c = list.head;
+            c->add_ref();
+            c->on_timeout();
+            c->release();
+        }
+        if (list.head && (next == 0 || list.head->deadline_ < next))
+            next = list.head->deadline_;
+    }
+    if (next)
+        arm_sweep(next);
+}
+
+void server::impl::opened(detail::connection&) noexcept
+{
+    ++stats_.connections_accepted;
+    ++stats_.connections_open;
+}
+
+void server::impl::closed(detail::connection&) noexcept
+{
+    ++stats_.connections_closed;
+    --stats_.connections_open;
+    check_stopped();
+}
+
+void server::impl::log_access(const request& req, int status, std::uint64_t bytes)
+{
+    std::string& b = access_buf_;
+    std::string peer = req.listener().unix_socket ? std::string("-") : req.remote_addr();
+    b.append(peer.empty() ? "-" : peer);
+    b.append(" - - ");
+    b.append(detail::clf_time());
+    b.append(" \"");
+    append_escaped(b, req.method());
+    b.push_back(' ');
+    append_escaped(b, req.target());
+    b.append(req.version() == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ");
+    b.append(std::to_string(status));
+    b.push_back(' ');
+    if (bytes)
+        b.append(std::to_string(bytes));
+    else
+        b.push_back('-');
+    if (access_fmt_ == access_log_format::combined) {
+        auto quoted = [&](std::string_view v) {
+            b.append(" \"");
+            if (v.empty())
+                b.push_back('-');
+            else
+                append_escaped(b, v);
+            b.push_back('"');
+        };
+        quoted(req.header("referer"));
+        quoted(req.header("user-agent"));
+    }
+    b.push_back('\n');
+    if (b.size() >= 64 * 1024)
+        flush_access_log();
+}
+
+void server::impl::flush_access_log()
+{
+    std::size_t done = 0;
+    while (access_fd_ >= 0 && done < access_buf_.size()) {
+        ssize_t w = ::write(access_fd_, access_buf_.data() + done, access_buf_.size() - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            break;  // a full disk must not stop the server
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    access_buf_.clear();
+}
+
+void server::impl::begin_stop()
+{
+    if (stopping_ || !running_)
+        return;
+    stopping_ = true;
+    log_info("stopping: finishing in-flight requests");
+    for (auto& l : listeners_)
+        l->close();
+    // Close the idle, let the busy finish their current response.
+    for (auto& list : lists_) {
+        detail::connection* c = list.head;
+        while (c) {
+            detail::connection* next = c->next_;
+            c->add_ref();
+            c->drain();
+            c->release();
+            c = next;
+        }
+    }
+    stop_timer_.emplace(ioc_.get_executor());
+    stop_timer_->expires_after(cfg_.shutdown_timeout);
+    stop_timer_->async_wait([this](error_code ec) {
+        if (!ec) {
+            log_warning("shutdown timeout: closing the remaining connections");
+            finish_stop();
+        }
+    });
+    check_stopped();
+}
+
+void server::impl::check_stopped()
+{
+    if (stopping_ && running_ && stats_.connections_open == 0)
+        finish_stop();
+}
+
+void server::impl::finish_stop()
+{
+    stopping_ = true;
+    for (auto& l : listeners_)
+        l->close();
+    for (auto& list : lists_)
+        while (list.head)
+            list.head->close();
+    if (stop_timer_)
+        stop_timer_->cancel();
+    flush_access_log();
+    stopped_ = true;
+}
+
+server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+
+server::~server() = default;
+
+const config& server::settings() const noexcept
+{
+    return impl_->cfg_;
+}
+
+boost::asio::io_context& server::context() noexcept
+{
+    return impl_->ioc_;
+}
+
+listener_info server::listen(std::string_view spec, const listen_options& opt)
+{
+    std::string s(spec);
+    if (s.rfind("unix:", 0) == 0)
+        return listen_unix(s.substr(5), opt);
+    if (s.rfind("fd:", 0) == 0 || s.rfind("fd://", 0) == 0) {
+        std::string n = s.substr(s.find_first_of("0123456789") == std::string::npos ? s.size() : s.find_first_of("0123456789"));
+        char* end = nullptr;
+        long fd = std::strtol(n.c_str(), &end, 10);
+        if (n.empty() || *end || fd < 0)
+            throw setup_error("invalid listen address '" + s + "' (expected fd:N)");
+        return listen_fd(static_cast<int>(fd), opt);
+    }
+    std::string host, port;
+    if (!s.empty() && s[0] == '[') {
+        auto close = s.find(']');
+        if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':')
+            throw setup_error("invalid listen address '" + s + "' (expected [IPv6]:PORT)");
+        host = s.substr(1, close - 1);
+        port = s.substr(close + 2);
+    } else {
+        auto colon = s.rfind(':');
+        if (colon == std::string::npos)
+            throw setup_error("invalid listen address '" + s + "' (expected HOST:PORT, unix:PATH or fd:N)");
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+    }
+    char* end = nullptr;
+    long p = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end || p < 0 || p > 65535)
+        throw setup_error("invalid port '" + port + "' in '" + s + "'");
+    return listen_tcp(host, static_cast<std::uint16_t>(p), opt);
+}
+
+listener_info server::listen_tcp(const std::string& host, std::uint16_t port, const listen_options& opt)
+{
+    listener_info info;
+    int fd = detail::open_tcp(host, port, opt, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info);
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+listener_info server::listen_unix(const std::string& path, const listen_options& opt)
+{
+    listener_info info;
+    std::string unlink_path;
+    int fd = detail::open_unix(path, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info, unlink_path);
+    info.url_scheme = opt.url_scheme;
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, unlink_path));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+listener_info server::listen_fd(int fd, const listen_options& opt)
+{
+    listener_info info;
+    detail::adopt_fd(fd, info);
+    info.url_scheme = opt.url_scheme;
+    if (info.address.empty())
+        info.address = "fd:" + std::to_string(fd);
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+void server::route(std::string prefix, handler h)
+{
+    impl_->router_.mount(std::move(prefix), std::move(h));
+}
+
+void server::fallback(handler h)
+{
+    impl_->router_.fallback(std::move(h));
+}
+
+timer server::add_timer(std::chrono::milliseconds interval, std::function<void()> callback)
+{
+    if (interval.count() <= 0)
+        throw std::invalid_argument("timer interval must be positive");
+    auto st = std::make_shared<detail::timer_state>();
+    st->srv = impl_.get();
+    st->timer.emplace(impl_->ioc_.get_executor());
+    st->interval = interval;
+    st->callback = std::move(callback);
+    st->running = true;
+    st->schedule(std::chrono::steady_clock::now() + interval);
+    auto& reg = impl_->timers_;
+    std::erase_if(reg, [](const auto& w) { return w.expired(); });
+    reg.push_back(st);
+    return timer(std::move(st));
+}
+
+bool server::defer(std::function<void()> task, std::optional<std::string> key)
+{
+    return impl_->defer_.push(std::move(task), std::move(key));
+}
+
+std::size_t server::defer_queue_size() const noexcept
+{
+    return impl_->defer_.size();
+}
+
+void server::access_log(const std::string& path, access_log_format fmt)
+{
+    impl& s = *impl_;
+    s.flush_access_log();
+    if (s.access_owned_ && s.access_fd_ >= 0)
+        ::close(s.access_fd_);
+    s.access_fd_ = -1;
+    s.access_owned_ = false;
+    s.access_fmt_ = fmt;
+    if (path.empty())
+        return;
+    if (path == "-") {
+        s.access_fd_ = 1;
+    } else {
+        int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            throw setup_error("cannot open access log " + path + ": " + std::strerror(errno));
+        s.access_fd_ = fd;
+        s.access_owned_ = true;
+    }
+}
+
+void server::set_wait_hooks(std::function<void()> before_wait, std::function<void()> after_wait)
+{
+    impl_->before_wait_ = std::move(before_wait);
+    impl_->after_wait_ = std::move(after_wait);
+}
+
+void server::run()
+{
+    impl& s = *impl_;
+    if (s.running_)
+        throw std::logic_error("server::run() is already running");
+    s.running_ = true;
+    s.stopping_ = false;
+    s.stopped_ = false;
+    s.sigint_count_ = 0;
+    s.ioc_.restart();
+    auto work = net::make_work_guard(s.ioc_);
+    for (auto& l : s.listeners_)
+        l->start();
+    if (s.cfg_.handle_signals) {
+        s.signals_.emplace(s.ioc_, SIGINT, SIGTERM);
+        struct on_signal {
+            impl* s;
+            void operator()(error_code ec, int sig) const
+            {
+                if (ec)
+                    return;
+                if (sig == SIGINT && ++s->sigint_count_ >= 2) {
+                    log_warning("second SIGINT: stopping now");
+                    s->finish_stop();
+                    return;
+                }
+                s->begin_stop();
+                s->signals_->async_wait(*this);
+            }
+        };
+        s.signals_->async_wait(on_signal{&s});
+    }
+    if (s.access_fd_ >= 0) {
+        s.access_timer_.emplace(s.ioc_.get_executor());
+        struct flusher {
+            impl* s;
+            void operator()(error_code ec) const
+            {
+                if (ec)
+                    return;
+                s->flush_access_log();
+                s->access_timer_->expires_after(std::chrono::seconds(1));
+                s->access_timer_->async_wait(*this);
+            }
+        };
+        s.access_timer_->expires_after(std::chrono::seconds(1));
+        s.access_timer_->async_wait(flusher{&s});
+    }
+
+    struct reset_running {
+        impl& s;
+        ~reset_running()
+        {
+            s.running_ = false;
+            error_code ec;
+            if (s.signals_)
+                s.signals_->cancel(ec);
+            s.signals_.reset();
+            if (s.access_timer_)
+                s.access_timer_->cancel();
+            s.flush_access_log();
+        }
+    } guard{s};
+
+    // The defer queue runs only when nothing is ready: poll() runs every
+    // ready handler; when it found none, one deferred task runs; the loop
+    // blocks for I/O only when the queue is empty.
+    while (!s.stopped_) {
+        std::size_t n = s.ioc_.poll();
+        if (s.stopped_)
+            break;
+        if (n)
+            continue;
+        if (!s.defer_.empty()) {
+            ++s.stats_.deferred_run;
+            try {
+                s.defer_.run_one();
+            } catch (const std::exception& e) {
+                ++s.stats_.task_errors;
+                log_error(std::string("deferred task failed: ") + e.what());
+            } catch (...) {
+                ++s.stats_.task_errors;
+                log_error("deferred task failed");
+            }
+            continue;
+        }
+        if (s.before_wait_)
+            s.before_wait_();
+        s.ioc_.run_one();
+        if (s.after_wait_)
+            s.after_wait_();
+    }
+}
+
+void server::stop()
+{
+    impl* s = impl_.get();
+    net::post(s->ioc_, [s] { s->begin_stop(); });
+}
+
+void server::stop_now()
+{
+    if (impl_->running_)
+        impl_->finish_stop();
+}
+
+bool server::stopping() const noexcept
+{
+    return impl_->stopping_;
+}
+
+const stats& server::counters() const noexcept
+{
+    return impl_->stats_;
+}
+
+}  // namespace fapws

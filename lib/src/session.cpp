@@ -1,0 +1,972 @@
+// One HTTP/1.1 connection. While idle it holds only its socket, a few fields
+// and the memory for its one pending wait: no buffer, no parser. Reads go into
+// the server's loop-owned buffer; a request that spans I/O events moves into a
+// heap `flight` that lives only as long as that request.
+#include "detail/clock.hpp"
+#include "detail/server_impl.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/string.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <exception>
+
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace fapws::detail {
+
+namespace {
+
+enum : std::uint8_t { st_reading = 0, st_writing = 1, st_lingering = 2, st_closed = 3 };
+
+// Bodies up to this size are copied into the output buffer so head and body
+// leave in one send(2); larger ones are written from where they are.
+constexpr std::size_t inline_body = 16 * 1024;
+// Bytes one connection may write per turn of the loop before yielding, so a
+// large response never stalls the others.
+constexpr std::size_t write_quantum = 256 * 1024;
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+void append_uint(std::string& s, std::uint64_t v)
+{
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    s.append(buf, r.ptr);
+}
+
+void append_hex(std::string& s, std::uint64_t v)
+{
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
+    s.append(buf, r.ptr);
+}
+
+// Rebases a view from one copy of the head to another.
+std::string_view rebase(std::string_view v, const char* from, const char* to) noexcept
+{
+    if (v.data() == nullptr)
+        return v;
+    return {to + (v.data() - from), v.size()};
+}
+
+// The head ends at the first empty line; Beast accepts only CRLF there.
+std::size_t head_length(const char* begin, const char* end) noexcept
+{
+    std::string_view all(begin, static_cast<std::size_t>(end - begin));
+    auto pos = all.find("\r\n\r\n");
+    return pos == std::string_view::npos ? all.size() : pos + 4;
+}
+
+bool body_allowed(int status) noexcept
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+}  // namespace
+
+struct flight {
+    // Input not yet consumed: a partial request, or pipelined requests
+    // waiting for the current response to finish.
+    std::string in;
+    // A request spanning events: its parser, head bytes and body.
+    std::optional<request_parser> parser;
+    std::string head;
+    request req;
+    request_body body;
+
+    // Output not yet written, then the rest of the body.
+    std::string out;
+    std::size_t out_pos = 0;
+    enum class body_kind : unsigned char { none, view, file, source } kind = body_kind::none;
+    std::string owned;
+    std::string_view view;
+    int file_fd = -1;
+    off_t file_off = 0;
+    std::unique_ptr<body_source> source;
+    std::vector<std::shared_ptr<const void>> holds;
+    std::uint64_t left = 0;  // body bytes still owed when the length is declared
+    bool has_length = false;
+    bool chunked = false;
+
+    void drop_body() noexcept
+    {
+        kind = body_kind::none;
+        source.reset();
+        holds.clear();
+        owned.clear();
+        view = {};
+        if (file_fd >= 0) {
+            ::close(file_fd);
+            file_fd = -1;
+        }
+    }
+    ~flight() { drop_body(); }
+};
+
+// The completion handler of the connection's one pending wait. It owns a
+// reference and allocates from the connection's handler_memory.
+struct connection::io_handler {
+    connection* c;
+    bool write;
+
+    io_handler(connection* conn, bool w) noexcept : c(conn), write(w) { c->add_ref(); }
+    io_handler(io_handler&& o) noexcept : c(std::exchange(o.c, nullptr)), write(o.write) {}
+    io_handler(const io_handler&) = delete;
+    ~io_handler()
+    {
+        if (c)
+            c->release();
+    }
+    void operator()(error_code ec)
+    {
+        connection* conn = std::exchange(c, nullptr);
+        conn->on_ready(ec, write);
+        conn->release();
+    }
+    using allocator_type = handler_allocator<io_handler>;
+    allocator_type get_allocator() const noexcept { return allocator_type(c->mem_); }
+};
+
+// A reference held on the call stack.
+class conn_ref {
+public:
+    explicit conn_ref(connection& c) noexcept : c_(&c) { c_->add_ref(); }
+    ~conn_ref() { c_->release(); }
+    conn_ref(const conn_ref&) = delete;
+    conn_ref& operator=(const conn_ref&) = delete;
+
+private:
+    connection* c_;
+};
+
+connection::connection(server::impl& srv, int fd, const listener_info& where,
+                       std::uint32_t peer_v4, std::uint16_t peer_port)
+    : sock_(srv.ioc_.get_executor(), fd), srv_(srv), where_(&where), peer_v4_(peer_v4),
+      peer_port_(peer_port)
+{
+}
+
+connection::~connection()
+{
+    close();
+}
+
+void connection::start()
+{
+    conn_ref hold(*this);
+    srv_.opened(*this);
+    schedule(wait_list::header);
+    wait_read();
+}
+
+void connection::wait_read()
+{
+    sock_.async_wait(net::posix::descriptor_base::wait_read, io_handler(this, false));
+}
+
+void connection::wait_write()
+{
+    schedule(wait_list::io);
+    sock_.async_wait(net::posix::descriptor_base::wait_write, io_handler(this, true));
+}
+
+void connection::schedule(wait_list l)
+{
+    // The header timeout counts from the first byte of the head: do not
+    // extend it while the head trickles in.
+    if (l == list_ && l == wait_list::header)
+        return;
+    srv_.untrack(*this);
+    srv_.track(*this, l);
+}
+
+flight& connection::fl()
+{
+    if (!fl_)
+        fl_ = std::make_unique<flight>();
+    return *fl_;
+}
+
+request_parser& connection::parser()
+{
+    if (fl_ && fl_->parser)
+        return *fl_->parser;
+    if (!srv_.parser_) {
+        srv_.req_.fields_.clear();
+        srv_.body_.reset();
+        srv_.parser_.emplace(srv_.req_, static_cast<body_sink&>(*this), srv_.cfg_.header_line_limit);
+        srv_.parser_->eager(true);
+        srv_.parser_->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(srv_.cfg_.header_limit, UINT32_MAX)));
+        srv_.parser_->body_limit(srv_.cfg_.body_limit);
+    }
+    return *srv_.parser_;
+}
+
+void connection::reset_parser()
+{
+    if (fl_ && fl_->parser) {
+        fl_->parser.reset();
+        fl_->head.clear();
+        fl_->body.reset();
+    } else {
+        srv_.parser_.reset();
+    }
+}
+
+bool connection::idle() const noexcept
+{
+    return state_ == st_reading && !(fl_ && (fl_->parser || !fl_->in.empty()));
+}
+
+void connection::on_ready(error_code ec, bool write)
+{
+    if (state_ == st_closed)
+        return;
+    if (ec)
+        return close();
+    if (write)
+        return pump();
+    if (state_ == st_lingering)
+        return linger();
+    do_read();
+}
+
+void connection::do_read()
+{
+    char* buf = srv_.rbuf_.get();
+    ssize_t n = ::recv(sock_.native_handle(), buf, srv_.rbuf_size_, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return wait_read();
+        ++srv_.stats_.io_errors;
+        return close();
+    }
+    if (n == 0)
+        return close();  // the peer closed; a partial request dies with it
+    conn_ref hold(*this);
+    if (fl_ && !fl_->in.empty()) {
+        std::string data = std::move(fl_->in);
+        fl_->in.clear();
+        data.append(buf, static_cast<std::size_t>(n));
+        consume(data.data(), data.size());
+    } else {
+        consume(buf, static_cast<std::size_t>(n));
+    }
+}
+
+void connection::append(std::string_view bytes, beast_error& ec)
+{
+    request_body& b = fl_ && fl_->parser ? fl_->body : srv_.body_;
+    std::uint64_t total = b.size_ + bytes.size();
+    if (b.fd_ < 0 && total > srv_.cfg_.body_memory_limit) {
+        // Spool to an unlinked file: a 1 GiB upload never sits in memory.
+        const std::string& dir = srv_.cfg_.spool_dir;
+        int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            log_error("cannot create a spool file in " + dir + ": " + std::strerror(errno));
+            ec = http::error::body_limit;
+            return;
+        }
+        std::string_view have = b.view_.data() ? b.view_ : std::string_view(b.mem_);
+        b.fd_ = fd;
+        if (!have.empty() && ::write(fd, have.data(), have.size()) != ssize_t(have.size())) {
+            ec = http::error::body_limit;
+            return;
+        }
+        b.mem_.clear();
+        b.mem_.shrink_to_fit();
+        b.view_ = {};
+    }
+    if (b.fd_ >= 0) {
+        const char* p = bytes.data();
+        std::size_t left = bytes.size();
+        while (left) {
+            ssize_t w = ::write(b.fd_, p, left);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                log_error(std::string("spool write failed: ") + std::strerror(errno));
+                ec = http::error::body_limit;
+                return;
+            }
+            p += w;
+            left -= static_cast<std::size_t>(w);
+        }
+    } else if (b.size_ == 0 && b.mem_.empty() && !b.view_.data()) {
+        // Common case: the whole body arrived with the head; borrow it.
+        b.view_ = bytes;
+    } else {
+        if (b.view_.data() && b.view_.data() != b.mem_.data()) {
+            b.mem_.assign(b.view_);
+        }
+        b.mem_.append(bytes);
+        b.view_ = {};
+    }
+    b.size_ = total;
+    ec = {};
+}
+
+// Keeps the input that was not consumed for the next event.
+void connection::stash_input(const char* p, std::size_t n)
+{
+    if (n)
+        fl().in.append(p, n);
+}
+
+// Moves a request whose head or body is incomplete out of the loop-owned
+// scratch, so the read buffer can be reused.
+void connection::stash_request(const char* end)
+{
+    if (fl_ && fl_->parser) {
+        // Already owned; only a borrowed body slice needs copying.
+        request_body& b = fl_->body;
+        if (b.fd_ < 0 && b.view_.data() && b.view_.data() != b.mem_.data()) {
+            b.mem_.assign(b.view_);
+            b.view_ = {};
+        }
+        if (fl_->parser->is_header_done() && fl_->req.method_.data() != fl_->head.data()) {
+            const char* from = fl_->req.method_.data();
+            std::string fresh(from, head_length(from, end));
+            request& r = fl_->req;
+            for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
+                *v = rebase(*v, from, fresh.data());
+            for (auto& f : r.fields_) {
+                f.name = rebase(f.name, from, fresh.data());
+                f.value = rebase(f.value, from, fresh.data());
+            }
+            fl_->head = std::move(fresh);
+        }
+        return;
+    }
+    flight& f = fl();
+    request_parser& ps = *srv_.parser_;
+    f.req = srv_.req_;
+    if (ps.is_header_done()) {
+        const char* from = srv_.req_.method_.data();
+        f.head.assign(from, head_length(from, end));
+        request& r = f.req;
+        for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
+            *v = rebase(*v, from, f.head.data());
+        for (auto& fld : r.fields_) {
+            fld.name = rebase(fld.name, from, f.head.data());
+            fld.value = rebase(fld.value, from, f.head.data());
+        }
+    }
+    request_body& src = srv_.body_;
+    request_body& dst = f.body;
+    dst.reset();
+    dst.size_ = src.size_;
+    dst.fd_ = std::exchange(src.fd_, -1);
+    if (src.view_.data() && src.view_.data() != src.mem_.data())
+        dst.mem_.assign(src.view_);
+    else
+        dst.mem_ = std::move(src.mem_);
+    src.reset();
+    f.parser.emplace(std::move(*srv_.parser_));
+    f.parser->retarget(f.req, *this);
+    srv_.parser_.reset();
+}
+
+void connection::consume(const char* p, std::size_t n)
+{
+    std::size_t answered = 0;
+    while (n > 0 && state_ == st_reading) {
+        request_parser& ps = parser();
+        bool had_header = ps.is_header_done();
+        beast_error ec;
+        std::size_t used = ps.put(net::const_buffer(p, n), ec);
+        p += used;
+        n -= used;
+        if (ec == http::error::need_more)
+            ec = {};
+        if (ec) {
+            int status = 400;
+            std::string_view text = "Bad Request";
+            if (ec == http::error::header_limit ||
+                ps.why() == request_parser::verdict::line_too_long) {
+                status = 431;
+                text = "Request Header Fields Too Large";
+            } else if (ps.why() == request_parser::verdict::uri_too_long) {
+                status = 414;
+                text = "URI Too Long";
+            } else if (ps.why() == request_parser::verdict::bad_version) {
+                status = 505;
+                text = "HTTP Version Not Supported";
+            } else if (ec == http::error::body_limit) {
+                status = 413;
+                text = "Content Too Large";
+            }
+            reset_parser();
+            answer_error(status, text);
+            break;
+        }
+        if (!had_header && ps.is_header_done() && !begin_body()) {
+            reset_parser();
+            break;
+        }
+        if (!ps.is_done()) {
+            // Header or body incomplete: keep both for the next read.
+            stash_request(p + n);
+            stash_input(p, n);
+            n = 0;
+            schedule(fl_->parser->is_header_done() ? wait_list::io : wait_list::header);
+            break;
+        }
+        dispatch();
+        reset_parser();
+        if (state_ != st_reading || closing_ || ++answered >= srv_.cfg_.max_pipelined) {
+            stash_input(p, n);
+            n = 0;
+            break;
+        }
+    }
+    if (state_ == st_reading && n)
+        stash_input(p, n);
+    flush();
+}
+
+// The head is complete: route, refuse early, answer Expect: 100-continue.
+bool connection::begin_body()
+{
+    request_parser& ps = parser();
+    request& req = fl_ && fl_->parser ? fl_->req : srv_.req_;
+    router::match m = srv_.router_.find(req.path_);
+    req.handler_ = m.target;
+    req.mount_len_ = m.prefix_len;
+    if (!ps.has_body())
+        return true;
+    if (!m.target) {
+        // Do not read a body nobody wants.
+        ++srv_.stats_.not_found;
+        answer_error(404, "Not Found");
+        return false;
+    }
+    if (ps.expect_continue() && req.version_ == 11 && ps.body_bytes() == 0)
+        srv_.out_.append(continue_line);
+    return true;
+}
+
+void connection::dispatch()
+{
+    bool slow = fl_ && fl_->parser;
+    request& req = slow ? fl_->req : srv_.req_;
+    request_body& body = slow ? fl_->body : srv_.body_;
+    if (body.fd_ < 0 && !body.view_.data())
+        body.view_ = body.mem_;
+    req.body_ = &body;
+    req.listener_ = where_;
+    req.fd_ = sock_.native_handle();
+    req.peer_v4_ = peer_v4_;
+    req.peer_port_ = peer_port_;
+    // The 100 Continue line was only for a body we were about to read.
+    if (srv_.out_.size() >= continue_line.size() &&
+        std::string_view(srv_.out_).substr(srv_.out_.size() - continue_line.size()) == continue_line &&
+        body.size_ == 0)
+        srv_.out_.resize(srv_.out_.size() - continue_line.size());
+
+    response& res = srv_.res_;
+    res.clear();
+    ++srv_.stats_.requests;
+    if (!req.handler_) {
+        ++srv_.stats_.not_found;
+        res.status(404);
+        res.header("Content-Type", "text/plain; charset=utf-8");
+        res.body_ref("Not Found\n");
+    } else {
+        try {
+            (*req.handler_)(req, res);
+        } catch (const std::exception& e) {
+            ++srv_.stats_.handler_errors;
+            log_error(std::string("handler for ") + std::string(req.target_) + " failed: " + e.what());
+            res.clear();
+            res.status(500);
+            res.header("Content-Type", "text/plain; charset=utf-8");
+            res.body_ref("Internal Server Error\n");
+        } catch (...) {
+            ++srv_.stats_.handler_errors;
+            log_error("handler for " + std::string(req.target_) + " failed");
+            res.clear();
+            res.status(500);
+            res.header("Content-Type", "text/plain; charset=utf-8");
+            res.body_ref("Internal Server Error\n");
+        }
+    }
+    emit(req, res);
+}
+
+}  // namespace fapws::detail
+
+namespace fapws::detail {
+
+// Serialises the response head (and a small body) into the loop's output
+// buffer, or hands a large body to the flight.
+void connection::emit(request& req, response& res)
+{
+    std::string& stage = srv_.stage_;
+    stage.clear();
+    bool source_done = false;
+    std::optional<std::uint64_t> actual;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        switch (res.kind_) {
+        case response::kind::none: actual = 0; break;
+        case response::kind::owned: actual = res.owned_.size(); break;
+        case response::kind::borrowed: actual = res.borrowed_.size(); break;
+        case response::kind::file: actual = res.file_length_; break;
+        case response::kind::stream:
+            actual = res.source_->size();
+            if (!actual && !res.content_length_) {
+                // Pull the first blocks before the head: a body that ends
+                // within them gets a Content-Length instead of chunking, and
+                // an error raised there can still become a 500.
+                try {
+                    std::string_view b;
+                    while (stage.size() <= inline_body) {
+                        if (!res.source_->next(b)) {
+                            source_done = true;
+                            break;
+                        }
+                        stage.append(b);
+                    }
+                } catch (const std::exception& e) {
+                    ++srv_.stats_.handler_errors;
+                    log_error("response body for " + std::string(req.target_) + " failed: " + e.what());
+                    stage.clear();
+                    res.clear();
+                    res.status(500);
+                    res.header("Content-Type", "text/plain; charset=utf-8");
+                    res.body_ref("Internal Server Error\n");
+                    continue;
+                }
+                if (source_done)
+                    actual = stage.size();
+            }
+            break;
+        }
+        break;
+    }
+
+    const int status = res.status_;
+    const bool allowed = body_allowed(status);
+    std::optional<std::uint64_t> declared = res.content_length_ ? res.content_length_ : actual;
+    bool chunked = false;
+    bool keep = req.keep_alive_ && !res.close_ && !closing_ && !draining_ && !srv_.stopping_;
+    if (allowed && !declared) {
+        if (req.version_ == 11)
+            chunked = true;
+        else
+            keep = false;  // HTTP/1.0: the body ends when the connection does
+    }
+
+    std::string& out = srv_.out_;
+    out.append("HTTP/1.1 ");
+    append_uint(out, static_cast<std::uint64_t>(status));
+    out.push_back(' ');
+    out.append(res.reason_.empty() ? reason_phrase(status) : std::string_view(res.reason_));
+    out.append("\r\n");
+    if (!res.has_server_ && !srv_.cfg_.server_header.empty()) {
+        out.append("Server: ");
+        out.append(srv_.cfg_.server_header);
+        out.append("\r\n");
+    }
+    if (!res.has_date_)
+        out.append(date_line());
+    out.append(res.fields_);
+    if (allowed) {
+        if (declared) {
+            out.append("Content-Length: ");
+            append_uint(out, *declared);
+            out.append("\r\n");
+        } else if (chunked) {
+            out.append("Transfer-Encoding: chunked\r\n");
+        }
+    }
+    if (!keep)
+        out.append("Connection: close\r\n");
+    else if (req.version_ == 10)
+        out.append("Connection: keep-alive\r\n");
+    out.append("\r\n");
+    if (!keep)
+        closing_ = true;
+    if (srv_.access_fd_ >= 0)
+        srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0);
+
+    if (!allowed || req.head_) {
+        res.clear();
+        return;
+    }
+    const std::uint64_t limit = declared.value_or(UINT64_MAX);
+
+    switch (res.kind_) {
+    case response::kind::none:
+        break;
+    case response::kind::owned:
+    case response::kind::borrowed: {
+        std::string_view d = res.kind_ == response::kind::owned ? std::string_view(res.owned_) : res.borrowed_;
+        if (d.size() > limit)
+            d = d.substr(0, static_cast<std::size_t>(limit));
+        else if (d.size() < limit)
+            closing_ = true;  // the app declared more than it gave
+        if (d.size() <= inline_body) {
+            out.append(d);
+            break;
+        }
+        flight& f = fl();
+        f.kind = flight::body_kind::view;
+        if (res.kind_ == response::kind::owned) {
+            f.owned = std::move(res.owned_);
+            f.view = std::string_view(f.owned).substr(0, d.size());
+        } else {
+            f.view = d;
+            f.holds = std::move(res.holds_);
+        }
+        state_ = st_writing;
+        break;
+    }
+    case response::kind::file: {
+        flight& f = fl();
+        f.kind = flight::body_kind::file;
+        f.file_fd = std::exchange(res.file_fd_, -1);
+        f.file_off = static_cast<off_t>(res.file_offset_);
+        f.left = std::min<std::uint64_t>(res.file_length_, limit);
+        if (res.file_length_ < limit)
+            closing_ = true;
+        f.has_length = true;
+        if (f.left == 0)
+            f.drop_body();
+        else
+            state_ = st_writing;
+        break;
+    }
+    case response::kind::stream: {
+        std::string_view d = stage;
+        if (d.size() > limit)
+            d = d.substr(0, static_cast<std::size_t>(limit));
+        if (!d.empty()) {
+            if (chunked) {
+                append_hex(out, d.size());
+                out.append("\r\n");
+                out.append(d);
+                out.append("\r\n");
+            } else {
+                out.append(d);
+            }
+        }
+        if (source_done || d.size() == limit) {
+            if (chunked)
+                out.append("0\r\n\r\n");
+            else if (d.size() < limit)
+                closing_ = true;
+            break;
+        }
+        flight& f = fl();
+        f.kind = flight::body_kind::source;
+        f.source = std::move(res.source_);
+        f.holds = std::move(res.holds_);
+        f.chunked = chunked;
+        f.has_length = declared.has_value();
+        f.left = declared ? *declared - d.size() : 0;
+        state_ = st_writing;
+        break;
+    }
+    }
+    res.clear();
+}
+
+void connection::answer_error(int status, std::string_view text)
+{
+    auto& st = srv_.stats_;
+    switch (status) {
+    case 400: ++st.bad_requests; break;
+    case 413: ++st.body_too_large; break;
+    case 414:
+    case 431: ++st.header_too_large; break;
+    case 505: ++st.bad_version; break;
+    default: break;
+    }
+    std::string& out = srv_.out_;
+    out.append("HTTP/1.1 ");
+    append_uint(out, static_cast<std::uint64_t>(status));
+    out.push_back(' ');
+    out.append(reason_phrase(status));
+    out.append("\r\n");
+    if (!srv_.cfg_.server_header.empty()) {
+        out.append("Server: ");
+        out.append(srv_.cfg_.server_header);
+        out.append("\r\n");
+    }
+    out.append(date_line());
+    out.append("Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    append_uint(out, text.size() + 1);
+    out.append("\r\nConnection: close\r\n\r\n");
+    out.append(text);
+    out.push_back('\n');
+    closing_ = true;
+    linger_ = true;
+    if (fl_) {
+        fl_->in.clear();
+        fl_->parser.reset();
+    }
+}
+
+// Sends what the loop buffer holds; what the socket does not take moves to
+// the flight. Then decides what the connection waits for next.
+void connection::flush()
+{
+    std::string& out = srv_.out_;
+    if (!out.empty()) {
+        if (fl_ && fl_->out_pos < fl_->out.size()) {
+            fl_->out.append(out);
+        } else {
+            ssize_t w = ::send(sock_.native_handle(), out.data(), out.size(), MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno != EAGAIN && errno != EINTR) {
+                    out.clear();
+                    ++srv_.stats_.io_errors;
+                    return close();
+                }
+                w = 0;
+            }
+            srv_.stats_.bytes_out += static_cast<std::uint64_t>(w);
+            if (static_cast<std::size_t>(w) < out.size()) {
+                flight& f = fl();
+                f.out.assign(out, static_cast<std::size_t>(w));
+                f.out_pos = 0;
+            }
+        }
+        out.clear();
+    }
+    proceed();
+}
+
+void connection::proceed()
+{
+    if (state_ == st_closed)
+        return;
+    if (fl_ && (fl_->out_pos < fl_->out.size() || fl_->kind != flight::body_kind::none)) {
+        state_ = st_writing;
+        return pump();
+    }
+    if (closing_ || draining_)
+        return linger();
+    state_ = st_reading;
+    if (fl_) {
+        if (fl_->parser)
+            return wait_read();  // a partial request: its timeout is already set
+        if (!fl_->in.empty())
+            return post<&connection::resume>();
+        fl_.reset();
+    }
+    schedule(wait_list::keepalive);
+    wait_read();
+}
+
+// Runs a member function later from the loop, holding a reference.
+template <void (connection::*Fn)()>
+void connection::post()
+{
+    add_ref();
+    net::post(srv_.ioc_, [this] {
+        if (state_ != st_closed)
+            (this->*Fn)();
+        release();
+    });
+}
+
+// Answers pipelined requests left over from an earlier turn.
+void connection::resume()
+{
+    if (!fl_ || fl_->in.empty() || state_ != st_reading)
+        return proceed();
+    std::string data = std::move(fl_->in);
+    fl_->in.clear();
+    consume(data.data(), data.size());
+}
+
+void connection::pump()
+{
+    conn_ref hold(*this);
+    flight& f = *fl_;
+    const int fd = sock_.native_handle();
+    std::size_t sent = 0;
+    schedule(wait_list::io);
+    for (;;) {
+        while (f.out_pos < f.out.size()) {
+            ssize_t w = ::send(fd, f.out.data() + f.out_pos, f.out.size() - f.out_pos, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN)
+                    return wait_write();
+                ++srv_.stats_.io_errors;
+                return close();
+            }
+            f.out_pos += static_cast<std::size_t>(w);
+            sent += static_cast<std::size_t>(w);
+            srv_.stats_.bytes_out += static_cast<std::uint64_t>(w);
+        }
+        f.out.clear();
+        f.out_pos = 0;
+        if (f.kind == flight::body_kind::none)
+            break;
+        if (sent >= write_quantum)
+            return post<&connection::pump>();  // let the other connections run
+
+        ssize_t w = 0;
+        switch (f.kind) {
+        case flight::body_kind::none:
+            break;
+        case flight::body_kind::view:
+            w = ::send(fd, f.view.data(), std::min(f.view.size(), write_quantum), MSG_NOSIGNAL);
+            if (w > 0) {
+                f.view.remove_prefix(static_cast<std::size_t>(w));
+                if (f.view.empty())
+                    f.drop_body();
+            }
+            break;
+        case flight::body_kind::file:
+            w = ::sendfile(fd, f.file_fd, &f.file_off,
+                           static_cast<std::size_t>(std::min<std::uint64_t>(f.left, write_quantum)));
+            if (w == 0) {
+                log_error("file shrank while being sent; connection closed");
+                return close();
+            }
+            if (w > 0) {
+                f.left -= static_cast<std::uint64_t>(w);
+                if (f.left == 0)
+                    f.drop_body();
+            }
+            break;
+        case flight::body_kind::source: {
+            std::string_view b;
+            bool more;
+            try {
+                more = f.source->next(b);
+            } catch (const std::exception& e) {
+                ++srv_.stats_.handler_errors;
+                log_error(std::string("response body failed after the head was sent: ") + e.what());
+                return close();
+            }
+            if (!more) {
+                if (f.has_length && f.left > 0) {
+                    log_warning("response body shorter than its Content-Length; connection closed");
+                    return close();
+                }
+                if (f.chunked)
+                    f.out.append("0\r\n\r\n");
+                f.drop_body();
+                break;
+            }
+            if (f.has_length && b.size() > f.left)
+                b = b.substr(0, static_cast<std::size_t>(f.left));
+            if (b.empty())
+                break;
+            if (f.has_length)
+                f.left -= b.size();
+            if (f.chunked) {
+                append_hex(f.out, b.size());
+                f.out.append("\r\n");
+                f.out.append(b);
+                f.out.append("\r\n");
+            } else {
+                f.out.append(b);
+            }
+            if (f.has_length && f.left == 0)
+                f.drop_body();
+            break;
+        }
+        }
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return wait_write();
+            ++srv_.stats_.io_errors;
+            return close();
+        }
+        sent += static_cast<std::size_t>(w);
+        srv_.stats_.bytes_out += static_cast<std::uint64_t>(w);
+    }
+    // The response is complete.
+    if (state_ == st_writing)
+        state_ = st_reading;
+    proceed();
+}
+
+// Closes after the last response. When input may still be unread, shut the
+// write side and drain for a while first, so the kernel does not answer the
+// client's next bytes with a reset that destroys our response in flight.
+void connection::linger()
+{
+    const int fd = sock_.native_handle();
+    if (state_ != st_lingering) {
+        if (!linger_) {
+            ::shutdown(fd, SHUT_WR);
+            return close();
+        }
+        state_ = st_lingering;
+        fl_.reset();
+        ::shutdown(fd, SHUT_WR);
+        schedule(wait_list::linger);
+    }
+    for (int i = 0; i < 16; ++i) {
+        ssize_t n = ::recv(fd, srv_.rbuf_.get(), srv_.rbuf_size_, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return wait_read();
+        return close();
+    }
+    wait_read();
+}
+
+void connection::on_timeout() noexcept
+{
+    auto& st = srv_.stats_;
+    switch (list_) {
+    case wait_list::header:
+        ++st.timeouts_header;
+        if (fl_ && (fl_->parser || !fl_->in.empty())) {
+            // Part of a head arrived: say why before closing (best effort).
+            static constexpr std::string_view msg =
+                "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            [[maybe_unused]] auto r = ::send(sock_.native_handle(), msg.data(), msg.size(),
+                                             MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        break;
+    case wait_list::keepalive: ++st.timeouts_keepalive; break;
+    case wait_list::io: ++st.timeouts_io; break;
+    default: break;
+    }
+    close();
+}
+
+void connection::drain() noexcept
+{
+    if (state_ == st_closed)
+        return;
+    if (idle())
+        return close();
+    draining_ = true;
+}
+
+void connection::close() noexcept
+{
+    if (state_ == st_closed)
+        return;
+    state_ = st_closed;
+    srv_.untrack(*this);
+    fl_.reset();
+    error_code ec;
+    sock_.close(ec);
+    srv_.closed(*this);
+}
+
+}  // namespace fapws::detail

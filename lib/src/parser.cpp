@@ -119,6 +119,9 @@ void request_parser::on_header_impl(beast_error& ec)
     // RFC 9112 section 3.2: a 1.1 request without Host is 400.
     if (r.version_ == 11 && !r.has_header("host"))
         return refuse(verdict::bad_request, ec);
+    // Known here, before any body byte arrived (Beast's on_body_init waits
+    // for one), so Expect: 100-continue can be answered.
+    has_body_ = chunked() || (content_length() && *content_length() > 0);
     if (r.version_ == 11)
         r.keep_alive_ = !conn_close_;
     else
@@ -129,7 +132,7 @@ void request_parser::on_header_impl(beast_error& ec)
 void request_parser::on_body_init_impl(const boost::optional<std::uint64_t>& length,
                                        beast_error& ec)
 {
-    has_body_ = chunked() || (length && *length > 0);
+    has_body_ = has_body_ || chunked() || (length && *length > 0);
     ec = {};
 }
 

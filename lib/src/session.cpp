@@ -9,6 +9,7 @@
 #include <boost/beast/core/string.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -62,6 +63,19 @@ std::size_t head_length(const char* begin, const char* end) noexcept
     return pos == std::string_view::npos ? all.size() : pos + 4;
 }
 
+// A request line ending in "HTTP/d.d" CRLF: then a refused version is 505;
+// anything else Beast calls a bad version is just a bad request.
+bool well_formed_version(const char* p, std::size_t n) noexcept
+{
+    std::string_view all(p, n);
+    auto eol = all.find("\r\n");
+    if (eol == std::string_view::npos || eol < 8)
+        return false;
+    std::string_view v = all.substr(eol - 8, 8);
+    return v.substr(0, 5) == "HTTP/" && std::isdigit(static_cast<unsigned char>(v[5])) && v[6] == '.' &&
+           std::isdigit(static_cast<unsigned char>(v[7])) && all.substr(0, eol).find('\n') == std::string_view::npos;
+}
+
 bool body_allowed(int status) noexcept
 {
     return status >= 200 && status != 204 && status != 304;
@@ -75,6 +89,7 @@ struct flight {
     std::string in;
     // A request spanning events: its parser, head bytes and body.
     std::optional<request_parser> parser;
+    std::size_t lf_scanned = 0;  // head bytes already checked for a bare LF
     std::string head;
     request req;
     request_body body;
@@ -373,6 +388,21 @@ void connection::stash_request(const char* end)
     srv_.parser_.reset();
 }
 
+bool connection::has_bare_lf(const char* p, std::size_t n)
+{
+    std::size_t from = fl_ ? std::max<std::size_t>(fl_->lf_scanned, 1) : 1;
+    if (n && p[0] == '\n')
+        return true;
+    for (std::size_t i = from; i < n; ++i)
+        if (p[i] == '\n' && p[i - 1] != '\r')
+            return true;
+    if (fl_)
+        fl_->lf_scanned = n;
+    else if (n > 1)
+        fl().lf_scanned = n;
+    return false;
+}
+
 void connection::consume(const char* p, std::size_t n)
 {
     std::size_t answered = 0;
@@ -380,6 +410,7 @@ void connection::consume(const char* p, std::size_t n)
         request_parser& ps = parser();
         bool had_header = ps.is_header_done();
         beast_error ec;
+        const char* start = p;
         std::size_t used = ps.put(net::const_buffer(p, n), ec);
         p += used;
         n -= used;
@@ -395,7 +426,8 @@ void connection::consume(const char* p, std::size_t n)
             } else if (ps.why() == request_parser::verdict::uri_too_long) {
                 status = 414;
                 text = "URI Too Long";
-            } else if (ps.why() == request_parser::verdict::bad_version) {
+            } else if ((ec == http::error::bad_version && well_formed_version(start, n + used)) ||
+                       ps.why() == request_parser::verdict::bad_version) {
                 status = 505;
                 text = "HTTP Version Not Supported";
             } else if (ec == http::error::body_limit) {
@@ -410,6 +442,13 @@ void connection::consume(const char* p, std::size_t n)
             reset_parser();
             break;
         }
+        if (!ps.is_header_done() && has_bare_lf(p, n)) {
+            // Beast ends a head only at CRLFCRLF: a bare-LF head would wait
+            // for the timeout. RFC 9112 section 2.2 lets us refuse it.
+            reset_parser();
+            answer_error(400, "Bad Request");
+            break;
+        }
         if (!ps.is_done()) {
             // Header or body incomplete: keep both for the next read.
             stash_request(p + n);
@@ -420,6 +459,8 @@ void connection::consume(const char* p, std::size_t n)
         }
         dispatch();
         reset_parser();
+        if (fl_)
+            fl_->lf_scanned = 0;
         if (state_ != st_reading || closing_ || ++answered >= srv_.cfg_.max_pipelined) {
             stash_input(p, n);
             n = 0;

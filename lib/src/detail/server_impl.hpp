@@ -88,6 +88,7 @@ private:
     // Parses and answers what [p, p+n) holds, then flushes.
     void consume(const char* p, std::size_t n);
     void stash_input(const char* p, std::size_t n);
+    bool has_bare_lf(const char* p, std::size_t n);
     void stash_request(const char* end);
     bool begin_body();
     void dispatch();

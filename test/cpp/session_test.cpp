@@ -1,0 +1,357 @@
+#include <fapws/server.hpp>
+
+#include "support.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+
+using namespace fapws;
+using namespace fapws::test;
+
+namespace {
+
+// A source that produces `blocks` blocks of `size` bytes of `fill`.
+class counting_source final : public body_source {
+public:
+    counting_source(int blocks, std::size_t size, char fill) : left_(blocks), block_(size, fill) {}
+    bool next(std::string_view& b) override
+    {
+        if (left_-- <= 0)
+            return false;
+        b = block_;
+        return true;
+    }
+
+private:
+    int left_;
+    std::string block_;
+};
+
+void echo_routes(server& s)
+{
+    hello(s);
+    s.route("/echo", [](const request& req, response& res) {
+        std::string body(req.body().size(), '\0');
+        req.body().read_at(0, body.data(), body.size());
+        res.header("X-Spooled", req.body().in_memory() ? "no" : "yes");
+        res.body(std::move(body));
+    });
+    s.route("/stream", [](const request& req, response& res) {
+        int n = req.query().empty() ? 3 : std::stoi(std::string(req.query()));
+        res.stream(std::make_unique<counting_source>(n, 64 * 1024, 'x'));
+    });
+    s.route("/small-stream", [](const request&, response& res) {
+        res.stream(std::make_unique<counting_source>(2, 5, 'y'));
+    });
+    s.route("/boom", [](const request&, response&) -> void { throw std::runtime_error("boom"); });
+    s.route("/split", [](const request&, response& res) {
+        res.header("X-Bad", "a\r\nSet-Cookie: evil=1");
+    });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(session)
+
+BOOST_AUTO_TEST_CASE(keep_alive_serves_many_requests_on_one_connection)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    for (int i = 0; i < 100; ++i) {
+        reply r = c.get("/x" + std::to_string(i));
+        BOOST_TEST(r.status == 200);
+        BOOST_TEST(r.body == "Hello, World!");
+        BOOST_TEST(r.headers["x-path"] == "/x" + std::to_string(i));
+        BOOST_TEST(r.headers.count("date") == 1u);
+        BOOST_TEST(r.headers["server"] == "fapws");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_responses_come_in_request_order)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    std::string batch;
+    for (int i = 0; i < 50; ++i)
+        batch += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    c.send(batch);
+    for (int i = 0; i < 50; ++i)
+        BOOST_TEST(c.read().headers["x-path"] == "/p" + std::to_string(i));
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_streams_and_small_responses_stay_in_order)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("GET /stream?5 HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /stream?2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    reply a = c.read();
+    BOOST_TEST(a.headers["transfer-encoding"] == "chunked");
+    BOOST_TEST(a.body.size() == 5u * 64 * 1024);
+    BOOST_TEST(c.read().headers["x-path"] == "/a");
+    BOOST_TEST(c.read().body.size() == 2u * 64 * 1024);
+}
+
+BOOST_AUTO_TEST_CASE(head_has_get_length_and_no_body)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    reply r = c.read(true);
+    BOOST_TEST(r.headers["content-length"] == "13");
+    BOOST_TEST(c.get("/after").body == "Hello, World!");  // no stray body bytes
+}
+
+BOOST_AUTO_TEST_CASE(http10_closes_unless_keep_alive_asked)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    {
+        client c(s.port());
+        c.send("GET / HTTP/1.0\r\n\r\n");
+        reply r = c.read();
+        BOOST_TEST(r.headers["connection"] == "close");
+        BOOST_TEST(c.closed_by_peer());
+    }
+    {
+        client c(s.port());
+        c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        BOOST_TEST(c.read().headers["connection"] == "keep-alive");
+        c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        BOOST_TEST(c.read().status == 200);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(http10_unknown_length_is_close_delimited)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("GET /stream?3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.closed);
+    BOOST_TEST(r.body.size() == 3u * 64 * 1024);
+}
+
+BOOST_AUTO_TEST_CASE(small_stream_gets_content_length)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    reply r = c.get("/small-stream");
+    BOOST_TEST(r.headers["content-length"] == "10");
+    BOOST_TEST(r.body == "yyyyyyyyyy");
+}
+
+BOOST_AUTO_TEST_CASE(expect_continue_answered_before_body)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    reply interim = c.read();
+    BOOST_TEST(interim.status == 100);
+    c.send("hello");
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == "hello");
+}
+
+BOOST_AUTO_TEST_CASE(expect_continue_refused_body_gets_413_without_100)
+{
+    config cfg = running_server::quiet();
+    cfg.body_limit = 10;
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n");
+    BOOST_TEST(c.read().status == 413);
+}
+
+BOOST_AUTO_TEST_CASE(chunked_request_body_is_dechunked)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.body == "hello world");
+}
+
+BOOST_AUTO_TEST_CASE(body_sent_byte_by_byte_arrives_whole)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    std::string req = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
+    for (char ch : req) {
+        c.send(std::string(1, ch));
+        std::this_thread::yield();
+    }
+    BOOST_TEST(c.read().body == "hello world");
+}
+
+BOOST_AUTO_TEST_CASE(large_body_is_spooled_to_a_file)
+{
+    config cfg = running_server::quiet();
+    cfg.body_memory_limit = 1000;
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    std::string body(100'000, 'z');
+    body[500] = 'a';
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + body);
+    reply r = c.read();
+    BOOST_TEST(r.headers["x-spooled"] == "yes");
+    BOOST_TEST((r.body == body));
+}
+
+BOOST_AUTO_TEST_CASE(handler_exception_is_500_and_server_goes_on)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    BOOST_TEST(c.get("/boom").status == 500);
+    BOOST_TEST(c.get("/").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(header_injection_by_handler_is_refused)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    reply r = c.get("/split");
+    BOOST_TEST(r.status == 500);
+    BOOST_TEST(r.head.find("evil") == std::string::npos);
+}
+
+struct bad_case {
+    const char* name;
+    std::string request;
+    int status;
+};
+
+BOOST_AUTO_TEST_CASE(malformed_and_hostile_requests_get_their_4xx_and_close)
+{
+    config cfg = running_server::quiet();
+    cfg.body_limit = 1000;
+    cfg.header_limit = 4096;
+    cfg.header_line_limit = 1024;
+    running_server s(cfg, echo_routes);
+    const bad_case cases[] = {
+        {"garbage", "\x01\x02garbage\r\n\r\n", 400},
+        {"bad method token", "GE(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+        {"no host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+        {"http/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+        {"http/1.2", "GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505},
+        {"cl and te", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        {"te and cl", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400},
+        {"two different cl", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        {"te not chunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+        {"te in 1.0", "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        {"bad cl", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400},
+        {"body over limit", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", 413},
+        {"long header line", "GET / HTTP/1.1\r\nHost: t\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", 431},
+        {"long target", "GET /" + std::string(2000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
+        {"headers over total", "GET / HTTP/1.1\r\nHost: t\r\n" + [] {
+             std::string h;
+             for (int i = 0; i < 100; ++i)
+                 h += "X-" + std::to_string(i) + ": " + std::string(60, 'b') + "\r\n";
+             return h;
+         }() + "\r\n", 431},
+        {"space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400},
+        {"bare lf", "GET / HTTP/1.1\nHost: t\n\n", 400},
+    };
+    for (const auto& bc : cases) {
+        BOOST_TEST_CONTEXT(bc.name)
+        {
+            client c(s.port());
+            c.send(bc.request);
+            reply r = c.read();
+            BOOST_TEST(r.status == bc.status);
+            BOOST_TEST(r.headers["connection"] == "close");
+            BOOST_TEST(c.closed_by_peer());
+        }
+    }
+    const stats& st = s.srv().counters();
+    BOOST_TEST(st.bad_requests >= 10u);
+    client ok(s.port());
+    BOOST_TEST(ok.get("/").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(chunked_chunk_over_body_limit_is_413)
+{
+    config cfg = running_server::quiet();
+    cfg.body_limit = 10;
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
+    BOOST_TEST(c.read().status == 413);
+}
+
+BOOST_AUTO_TEST_CASE(slowloris_head_times_out)
+{
+    config cfg = running_server::quiet();
+    cfg.header_timeout = std::chrono::milliseconds(300);
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    c.send("GET / HTTP/1.1\r\nHost: t\r\n");
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        try {
+            c.send("X-A: b\r\n");  // trickling does not extend the deadline
+        } catch (...) {
+        }
+    }
+    reply r = c.read();
+    BOOST_TEST(r.status == 408);
+    BOOST_TEST(c.closed_by_peer());
+    BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3)));
+}
+
+BOOST_AUTO_TEST_CASE(idle_keep_alive_connection_is_closed_after_timeout)
+{
+    config cfg = running_server::quiet();
+    cfg.keepalive_timeout = std::chrono::milliseconds(200);
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    BOOST_TEST(c.get("/").status == 200);
+    BOOST_TEST(c.closed_by_peer());
+}
+
+BOOST_AUTO_TEST_CASE(slow_reader_does_not_stall_others)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client slow(s.port());
+    // 64 MiB streamed to a client that reads nothing for now: far more than
+    // the socket buffers hold, so the server must wait for writability.
+    slow.send("GET /stream?1024 HTTP/1.1\r\nHost: t\r\n\r\n");
+    client fast(s.port());
+    for (int i = 0; i < 20; ++i)
+        BOOST_TEST(fast.get("/").status == 200);
+    // Then the slow one still gets all of it.
+    reply r = slow.read();
+    BOOST_TEST(r.body.size() == 1024u * 64 * 1024);
+}
+
+BOOST_AUTO_TEST_CASE(graceful_stop_finishes_in_flight_response)
+{
+    auto srv = std::make_unique<running_server>(running_server::quiet(), echo_routes);
+    client c(srv->port());
+    c.send("GET /stream?256 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::thread stopper([&] { srv.reset(); });
+    reply r = c.read();
+    BOOST_TEST(r.body.size() == 256u * 64 * 1024);
+    stopper.join();
+}
+
+BOOST_AUTO_TEST_CASE(counters_count)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    {
+        client c(s.port());
+        c.get("/");
+        c.get("/");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const stats& st = s.srv().counters();
+    BOOST_TEST(st.requests == 2u);
+    BOOST_TEST(st.connections_accepted == 1u);
+    BOOST_TEST(st.bytes_out > 100u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -561,7 +561,7 @@ void connection::emit(request& req, response& res)
         case response::kind::file: actual = res.file_length_; break;
         case response::kind::stream:
             actual = res.source_->size();
-            if (!actual && !res.content_length_) {
+            if ((!actual || *actual <= inline_body) && !res.content_length_) {
                 // Pull the first blocks before the head: a body that ends
                 // within them gets a Content-Length instead of chunking, and
                 // an error raised there can still become a 500.

@@ -1,0 +1,5 @@
+import sys
+
+from fapws.cli import main
+
+sys.exit(main())

@@ -1,0 +1,282 @@
+// fapws._core.Server: the C++ server driven from Python. The loop runs with
+// the GIL held and releases it only while it blocks for I/O, so threads the
+// application started keep running; a 100 ms timer lets Python handle signals.
+#include <fapws/server.hpp>
+
+#include "wsgi.hpp"
+
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace fapws::py {
+
+namespace {
+
+struct gil {
+    PyGILState_STATE s = PyGILState_Ensure();
+    ~gil() { PyGILState_Release(s); }
+};
+
+// A Python callable kept by C++ code that may drop it without the GIL.
+class py_callable {
+public:
+    explicit py_callable(pyb::object o) : o_(o.release().ptr()) {}
+    py_callable(const py_callable& other) : o_(other.o_)
+    {
+        gil g;
+        Py_INCREF(o_);
+    }
+    ~py_callable()
+    {
+        gil g;
+        Py_DECREF(o_);
+    }
+    PyObject* get() const { return o_; }
+
+private:
+    PyObject* o_;
+};
+
+std::chrono::milliseconds ms(double seconds)
+{
+    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+class py_server {
+public:
+    explicit py_server(config cfg) : srv_(std::move(cfg)) {}
+
+    server srv_;
+    PyThreadState* saved_ = nullptr;
+    int interrupts_ = 0;
+    PyObject* pending_error_[3] = {nullptr, nullptr, nullptr};
+
+    void run()
+    {
+        srv_.set_wait_hooks([this] { saved_ = PyEval_SaveThread(); },
+                            [this] {
+                                PyEval_RestoreThread(saved_);
+                                saved_ = nullptr;
+                            });
+        interrupts_ = 0;
+        timer signals = srv_.add_timer(std::chrono::milliseconds(100), [this] { check_signals(); });
+        try {
+            srv_.run();
+        } catch (...) {
+            signals.stop();
+            throw;
+        }
+        signals.stop();
+        if (pending_error_[0]) {
+            PyErr_Restore(pending_error_[0], pending_error_[1], pending_error_[2]);
+            pending_error_[0] = pending_error_[1] = pending_error_[2] = nullptr;
+            throw pyb::error_already_set();
+        }
+    }
+
+    void check_signals()
+    {
+        gil g;
+        if (PyErr_CheckSignals() == 0)
+            return;
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+            if (++interrupts_ == 1) {
+                log_info("interrupted: graceful stop (interrupt again to stop now)");
+                srv_.stop();
+            } else {
+                srv_.stop_now();
+            }
+            return;
+        }
+        // A Python signal handler raised: stop and re-raise from run().
+        if (!pending_error_[0])
+            PyErr_Fetch(&pending_error_[0], &pending_error_[1], &pending_error_[2]);
+        else
+            PyErr_Clear();
+        srv_.stop_now();
+    }
+};
+
+}  // namespace
+
+void bind_server(pyb::module_& m)
+{
+    static pyb::exception<setup_error> setup_exc(m, "SetupError", PyExc_OSError);
+    static pyb::exception<defer_queue_full> defer_exc(m, "DeferQueueFull", PyExc_RuntimeError);
+    pyb::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p)
+                std::rethrow_exception(p);
+        } catch (const setup_error& e) {
+            PyErr_SetString(setup_exc.ptr(), e.what());
+        } catch (const defer_queue_full& e) {
+            PyErr_SetString(defer_exc.ptr(), e.what());
+        }
+    });
+
+    m.def("defaults", [] {
+        config c;
+        pyb::dict d;
+        d["header_limit"] = c.header_limit;
+        d["header_line_limit"] = c.header_line_limit;
+        d["body_limit"] = c.body_limit;
+        d["body_memory_limit"] = c.body_memory_limit;
+        d["block_size"] = c.block_size;
+        d["max_pipelined"] = c.max_pipelined;
+        d["header_timeout"] = c.header_timeout.count() / 1000.0;
+        d["keepalive_timeout"] = c.keepalive_timeout.count() / 1000.0;
+        d["io_timeout"] = c.io_timeout.count() / 1000.0;
+        d["shutdown_timeout"] = c.shutdown_timeout.count() / 1000.0;
+        d["defer_limit"] = c.defer_limit;
+        d["backlog"] = c.backlog;
+        return d;
+    }, "The core's default limits and timeouts (seconds for timeouts).");
+
+    m.def("set_log_level", [](const std::string& name) {
+        log_level l;
+        if (!parse_log_level(name, l))
+            throw pyb::value_error("unknown log level '" + name + "' (debug, info, warning, error, off)");
+        set_log_level(l);
+    });
+    m.def("log", [](const std::string& level, const std::string& msg) {
+        log_level l = log_level::info;
+        parse_log_level(level, l);
+        log(l, msg);
+    });
+
+    pyb::class_<timer>(m, "Timer", "A periodic timer on the loop (from Server.add_timer).")
+        .def("stop", &timer::stop, "Stop calling the callback.")
+        .def("restart", &timer::restart, "Start again; the next call is one interval from now.")
+        .def_property_readonly("running", &timer::running)
+        .def_property_readonly("interval", [](const timer& t) { return t.interval().count() / 1000.0; });
+
+    pyb::class_<py_server>(m, "Server")
+        .def(pyb::init([](std::size_t header_limit, std::size_t header_line_limit, std::uint64_t body_limit,
+                          std::size_t body_memory_limit, std::string spool_dir, std::size_t block_size,
+                          std::size_t max_pipelined, double header_timeout, double keepalive_timeout,
+                          double io_timeout, double shutdown_timeout, std::size_t defer_limit, int backlog,
+                          std::string server_header) {
+                 config c;
+                 c.header_limit = header_limit;
+                 c.header_line_limit = header_line_limit;
+                 c.body_limit = body_limit;
+                 c.body_memory_limit = body_memory_limit;
+                 c.spool_dir = std::move(spool_dir);
+                 c.block_size = block_size;
+                 c.max_pipelined = max_pipelined;
+                 c.header_timeout = ms(header_timeout);
+                 c.keepalive_timeout = ms(keepalive_timeout);
+                 c.io_timeout = ms(io_timeout);
+                 c.shutdown_timeout = ms(shutdown_timeout);
+                 c.defer_limit = defer_limit;
+                 c.backlog = backlog;
+                 c.server_header = std::move(server_header);
+                 c.handle_signals = false;  // Python owns the signals
+                 return std::make_unique<py_server>(std::move(c));
+             }),
+             pyb::kw_only(), pyb::arg("header_limit") = config{}.header_limit,
+             pyb::arg("header_line_limit") = config{}.header_line_limit,
+             pyb::arg("body_limit") = config{}.body_limit,
+             pyb::arg("body_memory_limit") = config{}.body_memory_limit, pyb::arg("spool_dir") = "",
+             pyb::arg("block_size") = config{}.block_size, pyb::arg("max_pipelined") = config{}.max_pipelined,
+             pyb::arg("header_timeout") = 30.0, pyb::arg("keepalive_timeout") = 75.0,
+             pyb::arg("io_timeout") = 60.0, pyb::arg("shutdown_timeout") = 10.0,
+             pyb::arg("defer_limit") = config{}.defer_limit, pyb::arg("backlog") = config{}.backlog,
+             pyb::arg("server_header") = "fapws")
+        .def("listen",
+             [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme) {
+                 listen_options o;
+                 o.reuse_port = reuse_port;
+                 o.url_scheme = url_scheme;
+                 listener_info i = s.srv_.listen(spec, o);
+                 return pyb::make_tuple(i.address, i.port);
+             },
+             pyb::arg("spec"), pyb::arg("reuse_port") = false, pyb::arg("url_scheme") = "http")
+        .def("route_wsgi",
+             [](py_server& s, std::string prefix, pyb::object app, pyb::dict environ, pyb::object file_wrapper,
+                bool debug, bool multiprocess, std::vector<std::string> forwarded_allow_ips) {
+                 wsgi_options o;
+                 o.debug = debug;
+                 o.multiprocess = multiprocess;
+                 o.forwarded_allow_ips = std::move(forwarded_allow_ips);
+                 auto a = std::make_shared<wsgi_app>(std::move(app), std::move(environ), std::move(file_wrapper),
+                                                     std::move(o));
+                 s.srv_.route(std::move(prefix), [a](const request& req, response& res) { (*a)(req, res); });
+             },
+             pyb::arg("prefix"), pyb::arg("app"), pyb::arg("environ"), pyb::arg("file_wrapper"),
+             pyb::arg("debug") = false, pyb::arg("multiprocess") = false,
+             pyb::arg("forwarded_allow_ips") = std::vector<std::string>{})
+        .def("add_timer",
+             [](py_server& s, double seconds, pyb::object cb) {
+                 if (!(seconds > 0))
+                     throw pyb::value_error("timer interval must be positive");
+                 py_callable fn(std::move(cb));
+                 return s.srv_.add_timer(ms(seconds), [fn] {
+                     gil g;
+                     PyObject* r = PyObject_CallNoArgs(fn.get());
+                     if (r)
+                         Py_DECREF(r);
+                     else
+                         log_python_error("timer callback");
+                 });
+             },
+             pyb::arg("seconds"), pyb::arg("callback"))
+        .def("defer",
+             [](py_server& s, pyb::object cb, pyb::object arg, bool combined) {
+                 std::optional<std::string> key;
+                 if (combined)
+                     key = std::to_string(reinterpret_cast<std::uintptr_t>(cb.ptr())) + ":" +
+                           std::to_string(reinterpret_cast<std::uintptr_t>(arg.ptr()));
+                 py_callable fn(std::move(cb)), a(std::move(arg));
+                 return s.srv_.defer(
+                     [fn, a] {
+                         gil g;
+                         PyObject* r = PyObject_CallOneArg(fn.get(), a.get());
+                         if (r)
+                             Py_DECREF(r);
+                         else
+                             log_python_error("deferred callback");
+                     },
+                     std::move(key));
+             },
+             pyb::arg("callback"), pyb::arg("arg") = pyb::none(), pyb::arg("combined") = false)
+        .def("defer_queue_size", [](py_server& s) { return s.srv_.defer_queue_size(); })
+        .def("access_log",
+             [](py_server& s, const std::string& path, bool combined) {
+                 s.srv_.access_log(path, combined ? access_log_format::combined : access_log_format::common);
+             },
+             pyb::arg("path"), pyb::arg("combined") = false)
+        .def("run", &py_server::run, "Serve until stopped (Ctrl-C: graceful stop; twice: now).")
+        .def("stop", [](py_server& s) { s.srv_.stop(); }, "Graceful stop; safe from any thread.")
+        .def("stop_now", [](py_server& s) { s.srv_.stop_now(); })
+        .def_property_readonly("stopping", [](py_server& s) { return s.srv_.stopping(); })
+        .def("stats", [](py_server& s) {
+            const stats& c = s.srv_.counters();
+            pyb::dict d;
+            d["connections_accepted"] = c.connections_accepted;
+            d["connections_closed"] = c.connections_closed;
+            d["connections_open"] = c.connections_open;
+            d["requests"] = c.requests;
+            d["bytes_out"] = c.bytes_out;
+            d["bad_requests"] = c.bad_requests;
+            d["header_too_large"] = c.header_too_large;
+            d["body_too_large"] = c.body_too_large;
+            d["bad_version"] = c.bad_version;
+            d["handler_errors"] = c.handler_errors;
+            d["not_found"] = c.not_found;
+            d["timeouts_header"] = c.timeouts_header;
+            d["timeouts_keepalive"] = c.timeouts_keepalive;
+            d["timeouts_io"] = c.timeouts_io;
+            d["io_errors"] = c.io_errors;
+            d["deferred_run"] = c.deferred_run;
+            d["task_errors"] = c.task_errors;
+            d["defer_queue_size"] = s.srv_.defer_queue_size();
+            return d;
+        });
+}
+
+}  // namespace fapws::py

@@ -1,0 +1,54 @@
+// The WSGI bridge: a fapws::handler that calls a Python WSGI application.
+// Runs on the loop thread; takes the GIL itself (cheap when already held).
+#pragma once
+
+#include <fapws/http.hpp>
+
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace fapws::py {
+
+namespace pyb = pybind11;
+
+struct wsgi_options {
+    bool debug = false;               // traceback in the 500 page
+    bool multiprocess = false;        // wsgi.multiprocess
+    std::vector<std::string> forwarded_allow_ips;  // trust X-Forwarded-Proto from these
+};
+
+// Shared by every request to one mounted app; owned by the route's handler.
+class wsgi_app {
+public:
+    wsgi_app(pyb::object app, pyb::dict environ_template, pyb::object file_wrapper, wsgi_options opt);
+    ~wsgi_app();
+    void operator()(const request& req, response& res);
+
+private:
+    PyObject* build_environ(const request& req);
+    PyObject* header_key(std::string_view name);
+    PyObject* listener_value(const listener_info& l, bool port);
+    void fail(response& res, const char* what);
+
+    pyb::object app_;
+    pyb::dict template_;
+    pyb::object file_wrapper_;
+    wsgi_options opt_;
+    // Environ keys for header names seen so far ("user-agent" -> HTTP_USER_AGENT).
+    std::unordered_map<std::string, PyObject*> header_keys_;
+    std::unordered_map<const listener_info*, std::pair<PyObject*, PyObject*>> listeners_;
+    PyObject* last_addr_ = nullptr;  // REMOTE_ADDR of the last request, reused when equal
+    std::string last_addr_text_;
+};
+
+// Registers the C-level types (start_response, wsgi.input) on the module.
+void bind_wsgi(pyb::module_& m);
+
+// Formats and logs the pending Python exception (clears it). Returns the text.
+std::string log_python_error(const char* context);
+
+}  // namespace fapws::py

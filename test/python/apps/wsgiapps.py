@@ -1,0 +1,179 @@
+"""WSGI applications the tests serve."""
+
+import json
+import os
+import sys
+import threading
+import time
+from wsgiref.validate import validator
+
+CLOSED = os.environ.get("FAPWS_TEST_CLOSED", "/tmp/fapws-test-closed")
+
+
+def _send(start_response, body, ctype="text/plain", status="200 OK"):
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def environ_app(environ, start_response):
+    out = {k: v for k, v in environ.items() if isinstance(v, (str, int, bool, tuple))}
+    out["input_type"] = type(environ["wsgi.input"]).__name__
+    out["has_file_wrapper"] = environ.get("wsgi.file_wrapper") is not None
+    return _send(start_response, json.dumps(out).encode(), "application/json")
+
+
+validated = validator(lambda e, s: _send(s, b"validated"))
+
+
+def body_app(environ, start_response):
+    inp = environ["wsgi.input"]
+    mode = environ.get("QUERY_STRING", "read")
+    if mode == "readline":
+        lines = []
+        while True:
+            line = inp.readline()
+            if not line:
+                break
+            lines.append(line.decode())
+        data = json.dumps(lines).encode()
+    elif mode == "iter":
+        data = json.dumps([l.decode() for l in inp]).encode()
+    elif mode == "chunks":
+        parts = []
+        while True:
+            c = inp.read(7)
+            if not c:
+                break
+            parts.append(len(c))
+        data = json.dumps(parts).encode()
+    elif mode == "size":
+        import hashlib
+
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            c = inp.read(1 << 20)
+            if not c:
+                break
+            h.update(c)
+            n += len(c)
+        data = json.dumps({"n": n, "sha256": h.hexdigest(), "cl": environ.get("CONTENT_LENGTH")}).encode()
+    else:
+        data = inp.read()
+        assert inp.read() == b""
+    return _send(start_response, data)
+
+
+class Closing:
+    """Records close() calls in a file so the test can count them."""
+
+    def __init__(self, items, fail_at=None):
+        self.items, self.fail_at = items, fail_at
+
+    def __iter__(self):
+        for i, x in enumerate(self.items):
+            if i == self.fail_at:
+                raise RuntimeError("iteration failed")
+            yield x
+
+    def close(self):
+        with open(CLOSED, "a") as f:
+            f.write("closed\n")
+
+
+def results_app(environ, start_response):
+    kind = environ["PATH_INFO"].strip("/")
+    if kind == "tuple":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"a", b"b", b"c")
+    if kind == "generator":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"x" * 1024 for _ in range(100))
+    if kind == "lazy-start":
+        def gen():
+            start_response("201 Created", [("X-Lazy", "yes")])
+            yield b"late"
+        return gen()
+    if kind == "big-list":
+        start_response("200 OK", [])
+        return [b"y" * 100_000, b"z" * 100_000]
+    if kind == "file":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+    if kind == "write":
+        write = start_response("200 OK", [])
+        write(b"written-")
+        return [b"returned"]
+    if kind == "str":
+        start_response("200 OK", [])
+        return ["not bytes"]
+    if kind == "closing":
+        start_response("200 OK", [])
+        return Closing([b"one", b"two"])
+    if kind == "closing-fails":
+        start_response("200 OK", [])
+        return Closing([b"one" * 10000, b"two" * 10000, b"three"], fail_at=2)
+    if kind == "raise":
+        raise ValueError("app exploded")
+    if kind == "no-start":
+        return [b"x"]
+    if kind == "inject":
+        start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: evil=1")])
+        return [b"x"]
+    if kind == "bad-status":
+        start_response("OK", [])
+        return [b"x"]
+    if kind == "exc-before":
+        start_response("200 OK", [("X-First", "1")])
+        try:
+            raise KeyError("oops")
+        except KeyError:
+            start_response("500 Oops", [("X-Second", "1")], sys.exc_info())
+        return [b"replaced"]
+    if kind == "exc-after":
+        def gen():
+            start_response("200 OK", [])
+            yield b"first" * 10000
+            try:
+                raise KeyError("late")
+            except KeyError:
+                start_response("500 Oops", [], sys.exc_info())
+            yield b"never"
+        return gen()
+    if kind == "slow":
+        time.sleep(float(environ.get("QUERY_STRING") or 0.2))
+        return _send(start_response, b"slow")
+    if kind == "threads":
+        return _send(start_response, str(threading.active_count()).encode())
+    return _send(start_response, b"not found", status="404 Not Found")
+
+
+_counter = {"n": 0}
+
+
+def _tick():
+    _counter["n"] += 1
+
+
+ticker = None
+
+
+def timer_app(environ, start_response):
+    return _send(start_response, str(_counter["n"]).encode())
+
+
+# A background thread started by the app must run while the loop waits.
+_beats = {"n": 0}
+
+
+def _beat():
+    while True:
+        _beats["n"] += 1
+        time.sleep(0.01)
+
+
+threading.Thread(target=_beat, daemon=True).start()
+
+
+def thread_app(environ, start_response):
+    return _send(start_response, str(_beats["n"]).encode())

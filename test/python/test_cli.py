@@ -1,0 +1,92 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from conftest import HERE, free_port, start
+
+
+def run_cli(*args, timeout=20):
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "apps"))
+    return subprocess.run([sys.executable, "-m", "fapws", *args], env=env, capture_output=True,
+                          timeout=timeout, cwd=HERE)
+
+
+def test_help_lists_options_with_defaults():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for opt in ("--bind", "--static", "--access-log", "--log-level", "--limit-header", "--limit-body",
+                "--timeout-header", "--timeout-keepalive", "--timeout-io", "--chdir"):
+        assert opt in r.stdout.decode()
+    assert "65536" in r.stdout.decode()
+
+
+def one_line_exit_2(*args):
+    r = run_cli(*args)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("fapws: error:")
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_arguments():
+    assert "no such module" in one_line_exit_2("--bind", "127.0.0.1:0", "nosuchmodule:app")
+    assert "no attribute" in one_line_exit_2("--bind", "127.0.0.1:0", "wsgiapps:nope")
+    assert "not callable" in one_line_exit_2("--bind", "127.0.0.1:0", "wsgiapps:CLOSED")
+    assert "invalid port" in one_line_exit_2("--bind", "127.0.0.1:x", "wsgiapps:environ_app")
+    one_line_exit_2("--timeout-io", "abc", "wsgiapps:environ_app")
+    one_line_exit_2("--no-such-flag")
+    one_line_exit_2("--bind", "127.0.0.1:0", "--static", "/s=/no/such/dir", "wsgiapps:environ_app")
+
+
+def test_port_in_use():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        err = one_line_exit_2("--bind", f"127.0.0.1:{s.getsockname()[1]}", "wsgiapps:environ_app")
+        assert "in use" in err
+
+
+def test_import_error_in_app_is_one_line(tmp_path):
+    (tmp_path / "broken.py").write_text("raise RuntimeError('broken at import')\n")
+    r = run_cli("--chdir", str(tmp_path), "--bind", "127.0.0.1:0", "broken:app")
+    assert r.returncode == 2 and "broken at import" in r.stderr.decode()
+
+
+def test_python_m_and_unix_socket(tmp_path):
+    path = str(tmp_path / "s.sock")
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "apps"))
+    p = subprocess.Popen([sys.executable, "-m", "fapws", "--bind", "unix:" + path, "wsgiapps:environ_app"],
+                         env=env, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if os.path.exists(path):
+                break
+            time.sleep(0.02)
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(path)
+        c.sendall(b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b'"PATH_INFO": "/u"' in data
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    assert not os.path.exists(path)
+
+
+def test_access_log(tmp_path, serve):
+    log = tmp_path / "access.log"
+    s = serve("wsgiapps:environ_app", "--access-log", str(log), "--access-log-format", "combined")
+    requests.get(s.url + "/logged?q=1", headers={"User-Agent": "tester", "Referer": "http://r/"})
+    s.stop()
+    line = log.read_text()
+    assert '"GET /logged?q=1 HTTP/1.1" 200' in line and '"http://r/" "tester"' in line
+    assert line.startswith("127.0.0.1 - - [")

@@ -1,0 +1,86 @@
+import json
+
+import requests
+
+from conftest import raw
+
+
+def get_environ(server, path="/", **kw):
+    r = requests.get(server.url + path, **kw)
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_required_keys_and_types(serve):
+    s = serve("wsgiapps:environ_app")
+    env = get_environ(s, "/a/b?x=1&y=%20")
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/a/b"
+    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(s.port)
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert int(env["REMOTE_PORT"]) > 0
+    assert env["REQUEST_URI"] == env["RAW_URI"] == "/a/b?x=1&y=%20"
+    assert env["wsgi.version"] == [1, 0]
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.multithread"] is False
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.input_terminated"] is True
+    assert env["has_file_wrapper"] is True
+    assert env["HTTP_HOST"] == f"127.0.0.1:{s.port}"
+    assert "CONTENT_LENGTH" not in env
+    assert "CONTENT_TYPE" not in env
+
+
+def test_path_info_is_percent_decoded_latin1(serve):
+    s = serve("wsgiapps:environ_app")
+    env = json.loads(raw(s.port, b"GET /caf%C3%A9/%2F/x%zz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                     .split(b"\r\n\r\n", 1)[1])
+    # PEP 3333: bytes decoded as latin-1, so UTF-8 shows as mojibake.
+    assert env["PATH_INFO"] == "/caf\u00c3\u00a9///x%zz"
+    assert env["RAW_URI"] == "/caf%C3%A9/%2F/x%zz"
+
+
+def test_headers_mapped_joined_and_underscores_dropped(serve):
+    s = serve("wsgiapps:environ_app")
+    req = (b"GET / HTTP/1.1\r\nHost: t\r\nX-Multi: a\r\nX-Multi: b\r\nX_Spoof: evil\r\n"
+           b"Cookie: a=1\r\nCookie: b=2\r\nUser-Agent: t\xe9st\r\nContent-Type: text/x\r\nConnection: close\r\n\r\n")
+    env = json.loads(raw(s.port, req).split(b"\r\n\r\n", 1)[1])
+    assert env["HTTP_X_MULTI"] == "a,b"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert "HTTP_X_SPOOF" not in env
+    assert env["HTTP_USER_AGENT"] == "t\u00e9st"
+    assert env["CONTENT_TYPE"] == "text/x"
+    assert "HTTP_CONTENT_TYPE" not in env
+
+
+def test_content_length_present_with_body(serve):
+    s = serve("wsgiapps:environ_app")
+    r = requests.post(s.url + "/", data=b"12345")
+    assert r.json()["CONTENT_LENGTH"] == "5"
+
+
+def test_http10_protocol(serve):
+    s = serve("wsgiapps:environ_app")
+    out = raw(s.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert b"HTTP/1.1 200" in out
+    assert json.loads(out.split(b"\r\n\r\n", 1)[1])["SERVER_PROTOCOL"] == "HTTP/1.0"
+
+
+def test_wsgiref_validator_sees_no_problem(serve):
+    s = serve("wsgiapps:validated")
+    for _ in range(3):
+        r = requests.get(s.url + "/v?q=1")
+        assert r.status_code == 200 and r.text == "validated"
+    s.stop()
+    assert b"Warning" not in s.proc.stderr.read()
+
+
+def test_forwarded_proto_only_from_trusted(serve):
+    s = serve("wsgiapps:environ_app")
+    assert get_environ(s, headers={"X-Forwarded-Proto": "https"})["wsgi.url_scheme"] == "http"
+    t = serve("wsgiapps:environ_app", "--forwarded-allow-ips", "127.0.0.1")
+    assert get_environ(t, headers={"X-Forwarded-Proto": "https"})["wsgi.url_scheme"] == "https"

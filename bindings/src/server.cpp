@@ -210,6 +210,20 @@ void bind_server(pyb::module_& m)
              pyb::arg("prefix"), pyb::arg("app"), pyb::arg("environ"), pyb::arg("file_wrapper"),
              pyb::arg("debug") = false, pyb::arg("multiprocess") = false,
              pyb::arg("forwarded_allow_ips") = std::vector<std::string>{})
+        .def("route_static",
+             [](py_server& s, std::string prefix, const std::string& directory, long max_age, bool index,
+                bool listing, bool follow_symlinks, bool precompressed) {
+                 static_options o;
+                 if (max_age >= 0)
+                     o.max_age = max_age;
+                 o.index = index;
+                 o.listing = listing;
+                 o.follow_outside_symlinks = follow_symlinks;
+                 o.precompressed = precompressed;
+                 s.srv_.static_files(std::move(prefix), directory, o);
+             },
+             pyb::arg("prefix"), pyb::arg("directory"), pyb::arg("max_age") = -1, pyb::arg("index") = true,
+             pyb::arg("listing") = false, pyb::arg("follow_symlinks") = false, pyb::arg("precompressed") = true)
         .def("add_timer",
              [](py_server& s, double seconds, pyb::object cb) {
                  if (!(seconds > 0))

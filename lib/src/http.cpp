@@ -197,12 +197,21 @@ void response::body_ref(std::string_view data)
 void response::file(int fd, std::uint64_t offset, std::uint64_t length)
 {
     source_.reset();
-    if (file_fd_ >= 0 && file_fd_ != fd)
+    if (file_fd_ >= 0 && file_fd_ != fd && file_owned_)
         ::close(file_fd_);
     kind_ = kind::file;
     file_fd_ = fd;
+    file_owned_ = true;
     file_offset_ = offset;
     file_length_ = length;
+}
+
+void response::file(int fd, std::uint64_t offset, std::uint64_t length, std::shared_ptr<const void> owner)
+{
+    file(-1, offset, length);
+    file_fd_ = fd;
+    file_owned_ = false;
+    holds_.push_back(std::move(owner));
 }
 
 void response::stream(std::unique_ptr<body_source> source)
@@ -227,9 +236,10 @@ void response::clear()
     if (owned_.capacity() > 64 * 1024)
         owned_.shrink_to_fit();
     borrowed_ = {};
-    if (file_fd_ >= 0)
+    if (file_fd_ >= 0 && file_owned_)
         ::close(file_fd_);
     file_fd_ = -1;
+    file_owned_ = true;
     file_offset_ = file_length_ = 0;
     source_.reset();
     holds_.clear();

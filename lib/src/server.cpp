@@ -366,6 +366,11 @@ void server::fallback(handler h)
     impl_->router_.fallback(std::move(h));
 }
 
+void server::static_files(std::string prefix, const std::string& root, const static_options& opt)
+{
+    impl_->router_.mount(std::move(prefix), fapws::static_files(root, opt));
+}
+
 timer server::add_timer(std::chrono::milliseconds interval, std::function<void()> callback)
 {
     if (interval.count() <= 0)

@@ -101,6 +101,7 @@ struct flight {
     std::string owned;
     std::string_view view;
     int file_fd = -1;
+    bool file_owned = true;
     off_t file_off = 0;
     std::unique_ptr<body_source> source;
     std::vector<std::shared_ptr<const void>> holds;
@@ -115,10 +116,10 @@ struct flight {
         holds.clear();
         owned.clear();
         view = {};
-        if (file_fd >= 0) {
+        if (file_fd >= 0 && file_owned)
             ::close(file_fd);
-            file_fd = -1;
-        }
+        file_fd = -1;
+        file_owned = true;
     }
     ~flight() { drop_body(); }
 };
@@ -672,7 +673,9 @@ void connection::emit(request& req, response& res)
     case response::kind::file: {
         flight& f = fl();
         f.kind = flight::body_kind::file;
+        f.file_owned = res.file_owned_;
         f.file_fd = std::exchange(res.file_fd_, -1);
+        f.holds = std::move(res.holds_);
         f.file_off = static_cast<off_t>(res.file_offset_);
         f.left = std::min<std::uint64_t>(res.file_length_, limit);
         if (res.file_length_ < limit)

@@ -148,6 +148,9 @@ public:
     void body_ref(std::string_view data);
     // A file range, sent with sendfile(2). The response owns fd and closes it.
     void file(int fd, std::uint64_t offset, std::uint64_t length);
+    // The same for a descriptor kept open by `owner` (an open-file cache):
+    // not closed; owner is held until the response is done.
+    void file(int fd, std::uint64_t offset, std::uint64_t length, std::shared_ptr<const void> owner);
     // A pull-based body; its size(), when known, becomes Content-Length.
     void stream(std::unique_ptr<body_source> source);
     // Keeps an object alive until the response is done (for body_ref).
@@ -173,6 +176,7 @@ private:
     std::string owned_;
     std::string_view borrowed_;
     int file_fd_ = -1;
+    bool file_owned_ = true;
     std::uint64_t file_offset_ = 0;
     std::uint64_t file_length_ = 0;
     std::unique_ptr<body_source> source_;

@@ -10,6 +10,7 @@
 #include <fapws/http.hpp>
 #include <fapws/log.hpp>
 #include <fapws/router.hpp>
+#include <fapws/static_files.hpp>
 #include <fapws/timer.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -53,6 +54,8 @@ public:
     // Handlers, see router.hpp. route("/", h) is the catch-all.
     void route(std::string prefix, handler h);
     void fallback(handler h);
+    // Serves directory root under prefix with the static file handler.
+    void static_files(std::string prefix, const std::string& root, const static_options& opt = {});
 
     // Runs callback every interval on the loop thread, starting one interval
     // from now. An exception from it is logged and the timer goes on.

@@ -139,7 +139,7 @@ void request_parser::on_body_init_impl(const boost::optional<std::uint64_t>& len
 std::size_t request_parser::on_body_impl(boost::beast::string_view body, beast_error& ec)
 {
     body_bytes_ += body.size();
-    sink_->append(sv(body), ec);
+    sink_.append(sink_.ctx, sv(body), ec);
     return ec ? 0 : body.size();
 }
 

@@ -60,10 +60,14 @@ server::impl::impl(config c)
         throw setup_error("header limits too small (header_limit >= 256, header_line_limit >= 64)");
     if (cfg_.block_size == 0)
         throw setup_error("block_size must be positive");
-    lists_[0].timeout_ms = cfg_.header_timeout.count();
-    lists_[1].timeout_ms = cfg_.keepalive_timeout.count();
-    lists_[2].timeout_ms = cfg_.io_timeout.count();
-    lists_[3].timeout_ms = std::min<std::int64_t>(5000, cfg_.io_timeout.count());
+    constexpr std::int64_t max_timeout = 24LL * 24 * 3600 * 1000;  // see remaining_ms()
+    for (auto t : {cfg_.header_timeout, cfg_.keepalive_timeout, cfg_.io_timeout})
+        if (t.count() < 0 || t.count() > max_timeout)
+            throw setup_error("timeouts must be between 0 and 24 days");
+    lists_[0].timeout_ms = static_cast<std::uint32_t>(cfg_.header_timeout.count());
+    lists_[1].timeout_ms = static_cast<std::uint32_t>(cfg_.keepalive_timeout.count());
+    lists_[2].timeout_ms = static_cast<std::uint32_t>(cfg_.io_timeout.count());
+    lists_[3].timeout_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(5000, cfg_.io_timeout.count()));
     // One read buffer for every connection: a whole head always fits.
     rbuf_size_ = std::max<std::size_t>(64 * 1024, cfg_.header_limit + 1024);
     rbuf_ = std::make_unique<char[]>(rbuf_size_);
@@ -103,7 +107,8 @@ void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
 {
     auto& list = lists_[static_cast<int>(l)];
     c.list_ = l;
-    c.deadline_ = detail::now_ms() + list.timeout_ms;
+    const std::int64_t now = detail::now_ms();
+    c.enqueued_ = static_cast<std::uint32_t>(now);
     c.prev_ = list.tail;
     c.next_ = nullptr;
     if (list.tail)
@@ -112,8 +117,9 @@ void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
         list.head = &c;
     list.tail = &c;
     ++list.size;
-    if (sweep_at_ == 0 || c.deadline_ < sweep_at_)
-        arm_sweep(c.deadline_);
+    const std::int64_t deadline = now + list.timeout_ms;
+    if (sweep_at_ == 0 || deadline < sweep_at_)
+        arm_sweep(deadline);
 }
 
 void server::impl::untrack(detail::connection& c) noexcept
@@ -145,16 +151,20 @@ void server::impl::arm_sweep(std::int64_t deadline)
 void server::impl::sweep()
 {
     const std::int64_t now = detail::now_ms();
+    const auto now32 = static_cast<std::uint32_t>(now);
     std::int64_t next = 0;
     for (auto& list : lists_) {
-        while (list.head && list.head->deadline_ <= now) {
+        while (list.head && detail::remaining_ms(list.head->enqueued_, list.timeout_ms, now32) <= 0) {
             detail::connection* c = list.head;
             c->add_ref();
             c->on_timeout();
             c->release();
         }
-        if (list.head && (next == 0 || list.head->deadline_ < next))
-            next = list.head->deadline_;
+        if (list.head) {
+            std::int64_t due = now + detail::remaining_ms(list.head->enqueued_, list.timeout_ms, now32);
+            if (next == 0 || due < next)
+                next = due;
+        }
     }
     if (next)
         arm_sweep(next);

@@ -128,10 +128,9 @@ struct flight {
 // reference and allocates from the connection's handler_memory.
 struct connection::io_handler {
     connection* c;
-    bool write;
 
-    io_handler(connection* conn, bool w) noexcept : c(conn), write(w) { c->add_ref(); }
-    io_handler(io_handler&& o) noexcept : c(std::exchange(o.c, nullptr)), write(o.write) {}
+    explicit io_handler(connection* conn) noexcept : c(conn) { c->add_ref(); }
+    io_handler(io_handler&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
     io_handler(const io_handler&) = delete;
     ~io_handler()
     {
@@ -141,12 +140,15 @@ struct connection::io_handler {
     void operator()(error_code ec)
     {
         connection* conn = std::exchange(c, nullptr);
-        conn->on_ready(ec, write);
+        conn->on_ready(ec, conn->waiting_write_);
         conn->release();
     }
     using allocator_type = handler_allocator<io_handler>;
-    allocator_type get_allocator() const noexcept { return allocator_type(c->mem_); }
+    allocator_type get_allocator() const noexcept { return allocator_type(c->mem_, c->mem_used_); }
 };
+
+// One pointer: the whole wait operation then fits handler_memory.
+static_assert(sizeof(net::detail::reactive_wait_op<connection::io_handler, executor>) <= 88);
 
 // A reference held on the call stack.
 class conn_ref {
@@ -167,6 +169,8 @@ connection::connection(server::impl& srv, int fd, const listener_info& where,
 {
 }
 
+static_assert(sizeof(connection) <= 184, "an idle connection must fit a 192-byte malloc chunk");
+
 connection::~connection()
 {
     close();
@@ -182,13 +186,15 @@ void connection::start()
 
 void connection::wait_read()
 {
-    sock_.async_wait(net::posix::descriptor_base::wait_read, io_handler(this, false));
+    waiting_write_ = false;
+    sock_.async_wait(net::posix::descriptor_base::wait_read, io_handler(this));
 }
 
 void connection::wait_write()
 {
     schedule(wait_list::io);
-    sock_.async_wait(net::posix::descriptor_base::wait_write, io_handler(this, true));
+    waiting_write_ = true;
+    sock_.async_wait(net::posix::descriptor_base::wait_write, io_handler(this));
 }
 
 void connection::schedule(wait_list l)
@@ -203,9 +209,27 @@ void connection::schedule(wait_list l)
 
 flight& connection::fl()
 {
-    if (!fl_)
+    if (!fl_) {
         fl_ = std::make_unique<flight>();
+        if (!srv_.spare_.empty()) {
+            fl_->out = std::move(srv_.spare_.back());
+            srv_.spare_.pop_back();
+        }
+    }
     return *fl_;
+}
+
+void connection::drop_flight() noexcept
+{
+    if (!fl_)
+        return;
+    auto& spare = srv_.spare_;
+    if (spare.size() < server::impl::max_spare && fl_->out.capacity() >= 4096 &&
+        fl_->out.capacity() <= 4 * srv_.cfg_.block_size) {
+        fl_->out.clear();
+        spare.push_back(std::move(fl_->out));
+    }
+    fl_.reset();
 }
 
 request_parser& connection::parser()
@@ -215,7 +239,7 @@ request_parser& connection::parser()
     if (!srv_.parser_) {
         srv_.req_.fields_.clear();
         srv_.body_.reset();
-        srv_.parser_.emplace(srv_.req_, static_cast<body_sink&>(*this), srv_.cfg_.header_line_limit);
+        srv_.parser_.emplace(srv_.req_, body_sink{&connection::append, this}, srv_.cfg_.header_line_limit);
         srv_.parser_->eager(true);
         srv_.parser_->header_limit(static_cast<std::uint32_t>(
             std::min<std::size_t>(srv_.cfg_.header_limit, UINT32_MAX)));
@@ -276,8 +300,11 @@ void connection::do_read()
     }
 }
 
-void connection::append(std::string_view bytes, beast_error& ec)
+void connection::append(void* self_, std::string_view bytes, beast_error& ec)
 {
+    connection& self = *static_cast<connection*>(self_);
+    auto& fl_ = self.fl_;
+    auto& srv_ = self.srv_;
     request_body& b = fl_ && fl_->parser ? fl_->body : srv_.body_;
     std::uint64_t total = b.size_ + bytes.size();
     if (b.fd_ < 0 && total > srv_.cfg_.body_memory_limit) {
@@ -385,7 +412,7 @@ void connection::stash_request(const char* end)
         dst.mem_ = std::move(src.mem_);
     src.reset();
     f.parser.emplace(std::move(*srv_.parser_));
-    f.parser->retarget(f.req, *this);
+    f.parser->retarget(f.req);
     srv_.parser_.reset();
 }
 
@@ -804,7 +831,7 @@ void connection::proceed()
             return wait_read();  // a partial request: its timeout is already set
         if (!fl_->in.empty())
             return post<&connection::resume>();
-        fl_.reset();
+        drop_flight();
     }
     schedule(wait_list::keepalive);
     wait_read();
@@ -886,44 +913,48 @@ void connection::pump()
                     f.drop_body();
             }
             break;
-        case flight::body_kind::source: {
-            std::string_view b;
-            bool more;
-            try {
-                more = f.source->next(b);
-            } catch (const std::exception& e) {
-                ++srv_.stats_.handler_errors;
-                log_error(std::string("response body failed after the head was sent: ") + e.what());
-                return close();
-            }
-            if (!more) {
-                if (f.has_length && f.left > 0) {
-                    log_warning("response body shorter than its Content-Length; connection closed");
+        case flight::body_kind::source:
+            // Small items are gathered up to one block per write; a large
+            // one is a block by itself. Nothing more is pulled until the
+            // socket took what was gathered.
+            while (f.kind == flight::body_kind::source && f.out.size() < srv_.cfg_.block_size) {
+                std::string_view b;
+                bool more;
+                try {
+                    more = f.source->next(b);
+                } catch (const std::exception& e) {
+                    ++srv_.stats_.handler_errors;
+                    log_error(std::string("response body failed after the head was sent: ") + e.what());
                     return close();
                 }
-                if (f.chunked)
-                    f.out.append("0\r\n\r\n");
-                f.drop_body();
-                break;
+                if (!more) {
+                    if (f.has_length && f.left > 0) {
+                        log_warning("response body shorter than its Content-Length; connection closed");
+                        return close();
+                    }
+                    if (f.chunked)
+                        f.out.append("0\r\n\r\n");
+                    f.drop_body();
+                    break;
+                }
+                if (f.has_length && b.size() > f.left)
+                    b = b.substr(0, static_cast<std::size_t>(f.left));
+                if (b.empty())
+                    continue;
+                if (f.has_length)
+                    f.left -= b.size();
+                if (f.chunked) {
+                    append_hex(f.out, b.size());
+                    f.out.append("\r\n");
+                    f.out.append(b);
+                    f.out.append("\r\n");
+                } else {
+                    f.out.append(b);
+                }
+                if (f.has_length && f.left == 0)
+                    f.drop_body();
             }
-            if (f.has_length && b.size() > f.left)
-                b = b.substr(0, static_cast<std::size_t>(f.left));
-            if (b.empty())
-                break;
-            if (f.has_length)
-                f.left -= b.size();
-            if (f.chunked) {
-                append_hex(f.out, b.size());
-                f.out.append("\r\n");
-                f.out.append(b);
-                f.out.append("\r\n");
-            } else {
-                f.out.append(b);
-            }
-            if (f.has_length && f.left == 0)
-                f.drop_body();
             break;
-        }
         }
         if (w < 0) {
             if (errno == EINTR)
@@ -954,7 +985,7 @@ void connection::linger()
             return close();
         }
         state_ = st_lingering;
-        fl_.reset();
+        drop_flight();
         ::shutdown(fd, SHUT_WR);
         schedule(wait_list::linger);
     }
@@ -1007,7 +1038,7 @@ void connection::close() noexcept
         return;
     state_ = st_closed;
     srv_.untrack(*this);
-    fl_.reset();
+    drop_flight();
     error_code ec;
     sock_.close(ec);
     srv_.closed(*this);

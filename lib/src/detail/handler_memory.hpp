@@ -9,44 +9,45 @@
 
 namespace fapws::detail {
 
+// The storage only; whether it is in use is a flag its owner keeps among its
+// own small fields, so the storage adds no padding to the owner.
 class handler_memory {
 public:
     handler_memory() = default;
     handler_memory(const handler_memory&) = delete;
     handler_memory& operator=(const handler_memory&) = delete;
 
-    void* allocate(std::size_t n)
+    void* allocate(std::size_t n, bool& used)
     {
-        if (!used_ && n <= sizeof(storage_)) {
-            used_ = true;
+        if (!used && n <= sizeof(storage_)) {
+            used = true;
             return storage_;
         }
         return ::operator new(n);
     }
-    void deallocate(void* p) noexcept
+    void deallocate(void* p, bool& used) noexcept
     {
         if (p == storage_)
-            used_ = false;
+            used = false;
         else
             ::operator delete(p);
     }
 
 private:
     // Asio 1.81's reactive_wait_op for a one-pointer handler and an
-    // io_context executor is 88 bytes on x86-64.
-    alignas(std::max_align_t) unsigned char storage_[88];
-    bool used_ = false;
+    // io_context executor is 88 bytes on x86-64 and needs pointer alignment.
+    alignas(void*) unsigned char storage_[88];
 };
 
 template <class T>
 class handler_allocator {
 public:
     using value_type = T;
-    explicit handler_allocator(handler_memory& m) noexcept : mem_(&m) {}
+    handler_allocator(handler_memory& m, bool& used) noexcept : mem_(&m), used_(&used) {}
     template <class U>
-    handler_allocator(const handler_allocator<U>& o) noexcept : mem_(o.mem_) {}
-    T* allocate(std::size_t n) { return static_cast<T*>(mem_->allocate(sizeof(T) * n)); }
-    void deallocate(T* p, std::size_t) noexcept { mem_->deallocate(p); }
+    handler_allocator(const handler_allocator<U>& o) noexcept : mem_(o.mem_), used_(o.used_) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(mem_->allocate(sizeof(T) * n, *used_)); }
+    void deallocate(T* p, std::size_t) noexcept { mem_->deallocate(p, *used_); }
     template <class U>
     bool operator==(const handler_allocator<U>& o) const noexcept { return mem_ == o.mem_; }
 
@@ -54,6 +55,7 @@ private:
     template <class>
     friend class handler_allocator;
     handler_memory* mem_;
+    bool* used_;
 };
 
 }  // namespace fapws::detail

@@ -17,12 +17,11 @@ namespace fapws::detail {
 namespace http = boost::beast::http;
 using beast_error = boost::beast::error_code;
 
-// Where the body bytes go; implemented by the connection.
+// Where the body bytes go: a function and its context, so the connection
+// needs no vtable (8 bytes per idle connection).
 struct body_sink {
-    virtual void append(std::string_view bytes, beast_error& ec) = 0;
-
-protected:
-    ~body_sink() = default;
+    void (*append)(void* ctx, std::string_view bytes, beast_error& ec) = nullptr;
+    void* ctx = nullptr;
 };
 
 class request_parser final : public http::basic_parser<true> {
@@ -36,18 +35,14 @@ public:
         bad_version,       // 505
     };
 
-    request_parser(request& req, body_sink& sink, std::size_t line_limit) noexcept
-        : req_(&req), sink_(&sink), line_limit_(line_limit)
+    request_parser(request& req, body_sink sink, std::size_t line_limit) noexcept
+        : req_(&req), sink_(sink), line_limit_(line_limit)
     {
     }
     request_parser(request_parser&&) = default;
 
     // After a move, the views are rebased by the connection.
-    void retarget(request& req, body_sink& sink) noexcept
-    {
-        req_ = &req;
-        sink_ = &sink;
-    }
+    void retarget(request& req) noexcept { req_ = &req; }
 
     verdict why() const noexcept { return verdict_; }
     bool expect_continue() const noexcept { return expect_continue_; }
@@ -91,7 +86,7 @@ private:
     }
 
     request* req_;
-    body_sink* sink_;
+    body_sink sink_;
     std::size_t line_limit_;
     const char* head_begin_ = nullptr;
     std::uint64_t body_bytes_ = 0;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <stdexcept>
 
@@ -131,6 +132,13 @@ int set_steal(PyObject* d, PyObject* k, PyObject* v)
     return r;
 }
 
+PyObject* decimal(unsigned long long v)
+{
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return PyUnicode_DecodeLatin1(buf, r.ptr - buf, nullptr);
+}
+
 std::string_view bytes_view(PyObject* b)
 {
     return {PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b))};
@@ -167,6 +175,9 @@ bool has_control(PyObject* s)
     }
     return false;
 }
+
+PyObject* sr_write(PyObject* self_, PyObject* data);
+PyMethodDef sr_write_def = {"write", sr_write, METH_O, "write(data): body bytes, sent before the returned iterable."};
 
 PyObject* sr_call(PyObject* self_, PyObject* args, PyObject* kwargs)
 {
@@ -235,7 +246,7 @@ PyObject* sr_call(PyObject* self_, PyObject* args, PyObject* kwargs)
     Py_XSETREF(self->status, status);
     Py_INCREF(headers);
     Py_XSETREF(self->headers, headers);
-    return PyObject_GetAttrString(self_, "write");
+    return PyCFunction_New(&sr_write_def, self_);
 }
 
 PyObject* sr_write(PyObject* self_, PyObject* data)
@@ -695,6 +706,11 @@ PyObject* wsgi_app::header_key(std::string_view name)
 
 PyObject* wsgi_app::listener_value(const listener_info& l, bool port)
 {
+    if (&l == last_listener_) {
+        PyObject* v = port ? last_listener_values_.second : last_listener_values_.first;
+        Py_INCREF(v);
+        return v;
+    }
     auto it = listeners_.find(&l);
     if (it == listeners_.end()) {
         std::string name = l.unix_socket ? l.address : l.address;
@@ -704,6 +720,8 @@ PyObject* wsgi_app::listener_value(const listener_info& l, bool port)
         PyObject* p = PyUnicode_FromString(std::to_string(l.port).c_str());
         it = listeners_.emplace(&l, std::make_pair(n, p)).first;
     }
+    last_listener_ = &l;
+    last_listener_values_ = it->second;
     PyObject* v = port ? it->second.second : it->second.first;
     Py_INCREF(v);
     return v;
@@ -752,7 +770,7 @@ PyObject* wsgi_app::build_environ(const request& req)
     if (set_steal(env, names->REMOTE_ADDR, last_addr_) < 0)
         return fail();
     if (!req.listener().unix_socket &&
-        set_steal(env, names->REMOTE_PORT, PyUnicode_FromFormat("%u", unsigned(req.remote_port()))) < 0)
+        set_steal(env, names->REMOTE_PORT, decimal(req.remote_port())) < 0)
         return fail();
 
     bool had_length = false;
@@ -794,8 +812,7 @@ PyObject* wsgi_app::build_environ(const request& req)
     }
     const request_body& body = req.body();
     if (had_length || body.size() > 0) {
-        if (set_steal(env, names->CONTENT_LENGTH,
-                      PyUnicode_FromFormat("%llu", static_cast<unsigned long long>(body.size()))) < 0)
+        if (set_steal(env, names->CONTENT_LENGTH, decimal(body.size())) < 0)
             return fail();
     }
     PyObject* scheme = nullptr;
@@ -843,7 +860,8 @@ void wsgi_app::operator()(const request& req, response& res)
     }
     sr->status = sr->headers = sr->written = nullptr;
     sr->committed = 0;
-    PyObject* result = PyObject_CallFunctionObjArgs(app_.ptr(), environ, reinterpret_cast<PyObject*>(sr), nullptr);
+    PyObject* args[2] = {environ, reinterpret_cast<PyObject*>(sr)};
+    PyObject* result = PyObject_Vectorcall(app_.ptr(), args, 2, nullptr);
     Py_DECREF(environ);
     struct drop_sr {
         start_response_object* sr;

@@ -41,6 +41,8 @@ private:
     // Environ keys for header names seen so far ("user-agent" -> HTTP_USER_AGENT).
     std::unordered_map<std::string, PyObject*> header_keys_;
     std::unordered_map<const listener_info*, std::pair<PyObject*, PyObject*>> listeners_;
+    const listener_info* last_listener_ = nullptr;
+    std::pair<PyObject*, PyObject*> last_listener_values_{nullptr, nullptr};
     PyObject* last_addr_ = nullptr;  // REMOTE_ADDR of the last request, reused when equal
     std::string last_addr_text_;
 };

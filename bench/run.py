@@ -305,9 +305,18 @@ GOALS = [
 ]
 
 
+def valid(rows):
+    """Runs that measured the real answer: non-2xx responses mean an error page was measured."""
+    return [r for r in rows if r["non2xx"] == 0 and r["requests"] > 0]
+
+
 def med(rows, key):
     vals = [r[key] for r in rows if r.get(key) == r.get(key)]
     return statistics.median(vals) if vals else float("nan")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a == a and b == b and b > 0 else "-"
 
 
 def write_outputs(results, idle, args, started, out_md):
@@ -323,7 +332,7 @@ def write_outputs(results, idle, args, started, out_md):
                             r["rss_peak_kb"]])
 
     def cpu(s, wl):
-        return med(results.get((s, wl), []), "cpu_us")
+        return med(valid(results.get((s, wl), [])), "cpu_us")
 
     lines = []
     lines.append("## Goals\n")
@@ -353,11 +362,12 @@ def write_outputs(results, idle, args, started, out_md):
         lo = min(r["cpu_us"] for r in rows)
         hi = max(r["cpu_us"] for r in rows)
         ng, fw = cpu("nginx", wl), cpu("fapws-wsgi", wl)
+        flag = "" if len(valid(rows)) == len(rows) else " (INVALID: non-2xx answers)"
         lines.append(
-            f"| {s} | {wl} | {c:.2f} [{lo:.2f}-{hi:.2f}] | {med(rows, 'rps'):.0f} | {med(rows, 'p50_ms'):.2f} | "
+            f"| {s}{flag} | {wl} | {c:.2f} [{lo:.2f}-{hi:.2f}] | {med(rows, 'rps'):.0f} | {med(rows, 'p50_ms'):.2f} | "
             f"{med(rows, 'p99_ms'):.2f} | {med(rows, 'mb_s'):.1f} | {med(rows, 'errors'):.0f} | {med(rows, 'non2xx'):.0f} | "
             f"{int(med(rows, 'rss_start_kb'))}-{int(med(rows, 'rss_peak_kb'))} | "
-            f"{(c / ng) if ng == ng else float('nan'):.2f}x | {(c / fw) if fw == fw else float('nan'):.2f}x |")
+            f"{ratio(c, ng)} | {ratio(c, fw)} |")
     if idle:
         lines.append("\n## Idle keep-alive connections\n")
         lines.append("| server | connections | RSS growth per connection | fresh request | RSS before-after KiB |")
@@ -424,6 +434,8 @@ def make_www(path):
         if not os.path.exists(p) or os.path.getsize(p) != size:
             with open(p, "wb") as f:
                 f.write(os.urandom(size))
+        os.chmod(p, 0o644)
+    os.chmod(path, 0o755)
 
 
 def main():
@@ -450,6 +462,7 @@ def main():
 
     started = datetime.datetime.utcnow()
     tmp = tempfile.mkdtemp(prefix="fapws-bench-")
+    os.chmod(tmp, 0o755)  # nginx's worker runs as nobody and must read www/
     www = os.path.join(tmp, "www")
     make_www(www)
     ctx = {"tmp": tmp, "www": www}

@@ -15,11 +15,6 @@ namespace fapws::py {
 
 namespace {
 
-struct gil {
-    PyGILState_STATE s = PyGILState_Ensure();
-    ~gil() { PyGILState_Release(s); }
-};
-
 // A Python callable kept by C++ code that may drop it without the GIL.
 class py_callable {
 public:

@@ -21,20 +21,6 @@ namespace fapws::py {
 
 namespace {
 
-struct gil {
-    PyGILState_STATE s = PyGILState_Ensure();
-    ~gil() { PyGILState_Release(s); }
-};
-
-// A strong reference released under the GIL, whatever thread drops it.
-struct py_ref_deleter {
-    void operator()(PyObject* o) const
-    {
-        gil g;
-        Py_DECREF(o);
-    }
-};
-
 constexpr std::size_t small_body = 16 * 1024;
 
 PyObject* intern(const char* s)
@@ -92,35 +78,12 @@ PyObject* latin1(std::string_view s)
     return PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
 }
 
-int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 // PEP 3333: PATH_INFO is the percent-decoded path as bytes, then latin-1.
 PyObject* decoded_path(std::string_view raw)
 {
     if (raw.find('%') == std::string_view::npos)
         return latin1(raw);
-    std::string out;
-    out.reserve(raw.size());
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-        int h, l;
-        if (raw[i] == '%' && i + 2 < raw.size() && (h = hexval(raw[i + 1])) >= 0 &&
-            (l = hexval(raw[i + 2])) >= 0) {
-            out.push_back(static_cast<char>(h * 16 + l));
-            i += 2;
-        } else {
-            out.push_back(raw[i]);
-        }
-    }
-    return latin1(out);
+    return latin1(percent_decode(raw));
 }
 
 int set_steal(PyObject* d, PyObject* k, PyObject* v)
@@ -335,15 +298,24 @@ Py_ssize_t size_arg(PyObject* const* args, Py_ssize_t nargs, bool& ok)
     return v;
 }
 
+// The bytes a read(size)/readline(size) may return: the size argument
+// (absent, None or negative: all) capped at what is left.
+bool read_limit(input_object* self, PyObject* const* args, Py_ssize_t nargs, Py_ssize_t& limit)
+{
+    bool ok;
+    Py_ssize_t want = size_arg(args, nargs, ok);
+    Py_ssize_t left = self->size - self->pos;
+    limit = want < 0 || want > left ? left : want;
+    return ok;
+}
+
 PyObject* input_read(PyObject* self_, PyObject* const* args, Py_ssize_t nargs)
 {
     auto* self = reinterpret_cast<input_object*>(self_);
-    bool ok;
-    Py_ssize_t want = size_arg(args, nargs, ok);
-    if (!ok)
+    Py_ssize_t limit;
+    if (!read_limit(self, args, nargs, limit))
         return nullptr;
-    Py_ssize_t left = self->size - self->pos;
-    return input_slice(self, want < 0 || want > left ? left : want);
+    return input_slice(self, limit);
 }
 
 // Length of the next line (with its '\n'), at most limit bytes.
@@ -377,14 +349,12 @@ Py_ssize_t line_length(input_object* self, Py_ssize_t limit, bool& ok)
 PyObject* input_readline(PyObject* self_, PyObject* const* args, Py_ssize_t nargs)
 {
     auto* self = reinterpret_cast<input_object*>(self_);
-    bool ok;
-    Py_ssize_t want = size_arg(args, nargs, ok);
-    if (!ok)
+    Py_ssize_t limit;
+    if (!read_limit(self, args, nargs, limit))
         return nullptr;
-    Py_ssize_t left = self->size - self->pos;
-    Py_ssize_t limit = want < 0 || want > left ? left : want;
     if (limit == 0)
         return PyBytes_FromStringAndSize(nullptr, 0);
+    bool ok;
     Py_ssize_t n = line_length(self, limit, ok);
     if (!ok)
         return nullptr;

@@ -15,6 +15,16 @@ namespace fapws::py {
 
 namespace pyb = pybind11;
 
+// Holds the GIL for a scope: cheap when this thread already holds it (the
+// loop runs with it), takes it after the loop released it to wait for I/O.
+struct gil {
+    PyGILState_STATE s = PyGILState_Ensure();
+    gil() = default;
+    ~gil() { PyGILState_Release(s); }
+    gil(const gil&) = delete;
+    gil& operator=(const gil&) = delete;
+};
+
 struct wsgi_options {
     bool debug = false;               // traceback in the 500 page
     bool multiprocess = false;        // wsgi.multiprocess

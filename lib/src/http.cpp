@@ -35,7 +35,34 @@ bool iequals(std::string_view a, std::string_view b) noexcept
     return boost::beast::iequals(a, b);
 }
 
+int hexval(char c) noexcept
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 }  // namespace
+
+std::string percent_decode(std::string_view raw)
+{
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        int h, l;
+        if (raw[i] == '%' && i + 2 < raw.size() && (h = hexval(raw[i + 1])) >= 0 && (l = hexval(raw[i + 2])) >= 0) {
+            out.push_back(static_cast<char>(h * 16 + l));
+            i += 2;
+        } else {
+            out.push_back(raw[i]);
+        }
+    }
+    return out;
+}
 
 request_body::~request_body()
 {

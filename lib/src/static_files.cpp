@@ -159,17 +159,6 @@ std::shared_ptr<file_entry> static_cache::variant(const std::string& rel, const 
 
 namespace {
 
-int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 std::string_view mime_type(std::string_view name)
 {
     static const std::pair<std::string_view, std::string_view> table[] = {
@@ -298,17 +287,7 @@ void plain(response& res, int status, std::string_view text)
 
 bool normalise_path(std::string_view raw, std::string& out)
 {
-    std::string decoded;
-    decoded.reserve(raw.size());
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-        int h, l;
-        if (raw[i] == '%' && i + 2 < raw.size() && (h = hexval(raw[i + 1])) >= 0 && (l = hexval(raw[i + 2])) >= 0) {
-            decoded.push_back(static_cast<char>(h * 16 + l));
-            i += 2;
-        } else {
-            decoded.push_back(raw[i]);
-        }
-    }
+    const std::string decoded = percent_decode(raw);
     out.clear();
     std::size_t pos = 0;
     while (pos <= decoded.size()) {

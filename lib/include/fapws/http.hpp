@@ -183,6 +183,9 @@ private:
     std::vector<std::shared_ptr<const void>> holds_;
 };
 
+// Decodes %XX escapes once; a '%' not followed by two hex digits is kept.
+std::string percent_decode(std::string_view raw);
+
 // The reason phrase of a status code ("Not Found"), or "Unknown".
 std::string_view reason_phrase(int status) noexcept;
 

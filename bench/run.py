@@ -179,7 +179,7 @@ def servers(build):
         Server("gunicorn-gevent", [gunicorn, "-w", "1", "-k", "gevent", "-b", "127.0.0.1:{port}",
                                    "--log-level", "error", "apps:app"], ["hello"]),
         Server("uwsgi", ["uwsgi", "--plugin", "python3", "--http11-socket", "127.0.0.1:{port}",
-                         "--http-keepalive", "--wsgi-file", "apps.py", "--callable", "app",
+                         "--wsgi-file", "apps.py", "--callable", "app",
                          "--processes", "1", "--disable-logging", "--need-app"], ALL_APP),
         Server("waitress-1", [py, "-m", "waitress", "--listen", "127.0.0.1:{port}", "--threads", "1",
                               "apps:app"], ["hello"]),

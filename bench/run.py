@@ -427,7 +427,9 @@ def write_outputs(results, idle, args, started, out_md):
         with open(out_md, "w") as f:
             f.write("# Benchmark results\n\n")
             f.write("![CPU per request](results/cpu_per_request.png)\n\n")
-            f.write(f"Run {started:%Y-%m-%d %H:%M} UTC with `./dev bench` ({args.rounds} rounds x {args.duration} s, "
+            when = (f"Report rebuilt {started:%Y-%m-%d %H:%M} UTC from the last run's CSVs; that run used"
+                    if getattr(args, "report", False) else f"Run {started:%Y-%m-%d %H:%M} UTC with")
+            f.write(f"{when} `./dev bench` ({args.rounds} rounds x {args.duration} s, "
                     f"interleaved; wrk -t1 -c50, c1000 for that workload), server pinned to CPU {SERVER_CPU}, "
                     f"wrk to CPU {LOAD_CPU}.\n\n")
             f.write(f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, "

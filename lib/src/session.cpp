@@ -980,6 +980,10 @@ void connection::linger()
 {
     const int fd = sock_.native_handle();
     if (state_ != st_lingering) {
+        // Input we read but will not answer (requests pipelined after a
+        // Connection: close) means the peer may still be sending.
+        if (fl_ && !fl_->in.empty())
+            linger_ = true;
         if (!linger_) {
             ::shutdown(fd, SHUT_WR);
             return close();

@@ -122,6 +122,18 @@ BOOST_AUTO_TEST_CASE(http10_closes_unless_keep_alive_asked)
     }
 }
 
+BOOST_AUTO_TEST_CASE(requests_pipelined_after_connection_close_are_not_answered)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("GET /first HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+           "GET /second HTTP/1.1\r\nHost: t\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.headers["x-path"] == "/first");
+    BOOST_TEST(r.headers["connection"] == "close");
+    BOOST_TEST(c.closed_by_peer());  // the whole first response, then a clean end
+}
+
 BOOST_AUTO_TEST_CASE(http10_unknown_length_is_close_delimited)
 {
     running_server s(running_server::quiet(), echo_routes);

@@ -31,6 +31,9 @@ constexpr std::size_t inline_body = 16 * 1024;
 // Bytes one connection may write per turn of the loop before yielding, so a
 // large response never stalls the others.
 constexpr std::size_t write_quantum = 256 * 1024;
+// sendfile copies nothing through user space: a larger turn costs the loop
+// little and saves wake-ups (nginx's sendfile_max_chunk is 2 MiB too).
+constexpr std::size_t sendfile_quantum = 2 * 1024 * 1024;
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
 void append_uint(std::string& s, std::uint64_t v)
@@ -885,7 +888,7 @@ void connection::pump()
         f.out_pos = 0;
         if (f.kind == flight::body_kind::none)
             break;
-        if (sent >= write_quantum)
+        if (sent >= (f.kind == flight::body_kind::file ? sendfile_quantum : write_quantum))
             return post<&connection::pump>();  // let the other connections run
 
         ssize_t w = 0;
@@ -902,7 +905,7 @@ void connection::pump()
             break;
         case flight::body_kind::file:
             w = ::sendfile(fd, f.file_fd, &f.file_off,
-                           static_cast<std::size_t>(std::min<std::uint64_t>(f.left, write_quantum)));
+                           static_cast<std::size_t>(std::min<std::uint64_t>(f.left, sendfile_quantum)));
             if (w == 0) {
                 log_error("file shrank while being sent; connection closed");
                 return close();

@@ -683,7 +683,7 @@ PyObject* wsgi_app::listener_value(const listener_info& l, bool port)
     }
     auto it = listeners_.find(&l);
     if (it == listeners_.end()) {
-        std::string name = l.unix_socket ? l.address : l.address;
+        std::string name = l.address;
         if (name.empty() || name == "::" || name == "0.0.0.0")
             name = "localhost";
         PyObject* n = PyUnicode_FromString(name.c_str());

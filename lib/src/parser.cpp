@@ -102,8 +102,6 @@ void request_parser::on_field_impl(http::field f, boost::beast::string_view name
             return refuse(verdict::bad_request, ec);
         saw_cl_ = true;
         break;
-    case http::field::host:
-        break;
     default:
         break;
     }

@@ -365,6 +365,21 @@ void connection::stash_input(const char* p, std::size_t n)
         fl().in.append(p, n);
 }
 
+// Copies the head r's views point into (it ends before `end`) into `store`
+// and points the views there.
+void connection::own_head(request& r, std::string& store, const char* end)
+{
+    const char* from = r.method_.data();
+    std::string fresh(from, head_length(from, end));
+    for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
+        *v = rebase(*v, from, fresh.data());
+    for (auto& f : r.fields_) {
+        f.name = rebase(f.name, from, fresh.data());
+        f.value = rebase(f.value, from, fresh.data());
+    }
+    store = std::move(fresh);
+}
+
 // Moves a request whose head or body is incomplete out of the loop-owned
 // scratch, so the read buffer can be reused.
 void connection::stash_request(const char* end)
@@ -376,34 +391,15 @@ void connection::stash_request(const char* end)
             b.mem_.assign(b.view_);
             b.view_ = {};
         }
-        if (fl_->parser->is_header_done() && fl_->req.method_.data() != fl_->head.data()) {
-            const char* from = fl_->req.method_.data();
-            std::string fresh(from, head_length(from, end));
-            request& r = fl_->req;
-            for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
-                *v = rebase(*v, from, fresh.data());
-            for (auto& f : r.fields_) {
-                f.name = rebase(f.name, from, fresh.data());
-                f.value = rebase(f.value, from, fresh.data());
-            }
-            fl_->head = std::move(fresh);
-        }
+        if (fl_->parser->is_header_done() && fl_->req.method_.data() != fl_->head.data())
+            own_head(fl_->req, fl_->head, end);
         return;
     }
     flight& f = fl();
     request_parser& ps = *srv_.parser_;
     f.req = srv_.req_;
-    if (ps.is_header_done()) {
-        const char* from = srv_.req_.method_.data();
-        f.head.assign(from, head_length(from, end));
-        request& r = f.req;
-        for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
-            *v = rebase(*v, from, f.head.data());
-        for (auto& fld : r.fields_) {
-            fld.name = rebase(fld.name, from, f.head.data());
-            fld.value = rebase(fld.value, from, f.head.data());
-        }
-    }
+    if (ps.is_header_done())
+        own_head(f.req, f.head, end);
     request_body& src = srv_.body_;
     request_body& dst = f.body;
     dst.reset();

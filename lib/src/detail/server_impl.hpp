@@ -93,6 +93,7 @@ private:
     void stash_input(const char* p, std::size_t n);
     bool has_bare_lf(const char* p, std::size_t n);
     void stash_request(const char* end);
+    static void own_head(request& r, std::string& store, const char* end);
     bool begin_body();
     void dispatch();
     void emit(request& req, response& res);

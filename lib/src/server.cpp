@@ -51,6 +51,7 @@ server::impl::impl(config c)
       // One thread: no locking per descriptor; the scheduler keeps its lock so
       // other threads may still post() to the loop.
       ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      reactor_(net::use_service<detail::reactor>(ioc_)),
       defer_(cfg_.defer_limit),
       sweep_timer_(ioc_.get_executor())
 {
@@ -501,14 +502,13 @@ void server::run()
     } guard{s};
 
     // The defer queue runs only when nothing is ready: poll() runs every
-    // ready handler; when it found none, one deferred task runs; the loop
-    // blocks for I/O only when the queue is empty.
+    // ready handler and returns only after a check of the reactor found no
+    // more, so one deferred task runs next; the loop blocks for I/O only when
+    // the queue is empty.
     while (!s.stopped_) {
-        std::size_t n = s.ioc_.poll();
+        s.ioc_.poll();
         if (s.stopped_)
             break;
-        if (n)
-            continue;
         if (!s.defer_.empty()) {
             ++s.stats_.deferred_run;
             try {

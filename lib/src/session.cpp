@@ -1,5 +1,6 @@
 // One HTTP/1.1 connection. While idle it holds only its socket, a few fields
-// and the memory for its one pending wait: no buffer, no parser. Reads go into
+// and its one pending wait (the connection is that operation): no buffer, no
+// parser. Reads go into
 // the server's loop-owned buffer; a request that spans I/O events moves into a
 // heap `flight` that lives only as long as that request.
 #include "detail/clock.hpp"
@@ -14,6 +15,7 @@
 #include <charconv>
 #include <cstring>
 #include <exception>
+#include <system_error>
 
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -127,32 +129,6 @@ struct flight {
     ~flight() { drop_body(); }
 };
 
-// The completion handler of the connection's one pending wait. It owns a
-// reference and allocates from the connection's handler_memory.
-struct connection::io_handler {
-    connection* c;
-
-    explicit io_handler(connection* conn) noexcept : c(conn) { c->add_ref(); }
-    io_handler(io_handler&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
-    io_handler(const io_handler&) = delete;
-    ~io_handler()
-    {
-        if (c)
-            c->release();
-    }
-    void operator()(error_code ec)
-    {
-        connection* conn = std::exchange(c, nullptr);
-        conn->on_ready(ec, conn->waiting_write_);
-        conn->release();
-    }
-    using allocator_type = handler_allocator<io_handler>;
-    allocator_type get_allocator() const noexcept { return allocator_type(c->mem_, c->mem_used_); }
-};
-
-// One pointer: the whole wait operation then fits handler_memory.
-static_assert(sizeof(net::detail::reactive_wait_op<connection::io_handler, executor>) <= 88);
-
 // A reference held on the call stack.
 class conn_ref {
 public:
@@ -167,12 +143,16 @@ private:
 
 connection::connection(server::impl& srv, int fd, const listener_info& where,
                        std::uint32_t peer_v4, std::uint16_t peer_port)
-    : sock_(srv.ioc_.get_executor(), fd), srv_(srv), where_(&where), peer_v4_(peer_v4),
-      peer_port_(peer_port)
+    : reactor_op(error_code(), &connection::on_perform, &connection::on_complete), srv_(srv),
+      where_(&where), fd_(fd), peer_v4_(peer_v4), peer_port_(peer_port)
 {
+    if (int err = srv_.reactor_.register_descriptor(fd_, rd_))
+        throw std::system_error(err, std::system_category(), "epoll registration");
 }
 
-static_assert(sizeof(connection) <= 184, "an idle connection must fit a 192-byte malloc chunk");
+// An idle connection: 152 bytes here, a 160-byte malloc chunk, plus Asio's
+// 176-byte descriptor state (issue #2's budget is 400 bytes in all).
+static_assert(sizeof(connection) <= 152, "an idle connection must fit a 160-byte malloc chunk");
 
 connection::~connection()
 {
@@ -187,17 +167,52 @@ void connection::start()
     wait_read();
 }
 
+// The reactor calls this when the descriptor is ready, and start_wait() when
+// Asio has seen an edge since the last exhausted operation. The connection
+// does its own I/O in on_ready(); "exhausted" tells Asio that no further edge
+// is pending, so the next speculative start queues without a system call.
+// That is true because on_ready() reads until recv returns less than asked
+// (see more_input_), and any byte arriving after that raises a new edge.
+net::detail::reactor_op::status connection::on_perform(reactor_op*) noexcept
+{
+    return done_and_exhausted;
+}
+
+void connection::on_complete(void* owner, net::detail::scheduler_operation* op, const error_code&,
+                             std::size_t)
+{
+    auto* c = static_cast<connection*>(static_cast<reactor_op*>(op));
+    if (owner) {
+        c->on_ready(c->ec_, c->waiting_write_);
+    } else if (c->state_ != st_closed) {
+        // The io_context is being destroyed and its reactor with it.
+        c->rd_ = nullptr;
+    }
+    c->release();
+}
+
+void connection::start_wait(bool write)
+{
+    waiting_write_ = write;
+    ec_ = error_code();
+    add_ref();  // held by the pending operation, released in on_complete
+    // A write wait comes after send() said EAGAIN: no speculation, arm EPOLLOUT.
+    srv_.reactor_.start_op(write ? reactor::write_op : reactor::read_op, fd_, rd_, this, false, !write);
+}
+
 void connection::wait_read()
 {
-    waiting_write_ = false;
-    sock_.async_wait(net::posix::descriptor_base::wait_read, io_handler(this));
+    if (more_input_) {
+        more_input_ = false;
+        return post<&connection::do_read>();
+    }
+    start_wait(false);
 }
 
 void connection::wait_write()
 {
     schedule(wait_list::io);
-    waiting_write_ = true;
-    sock_.async_wait(net::posix::descriptor_base::wait_write, io_handler(this));
+    start_wait(true);
 }
 
 void connection::schedule(wait_list l)
@@ -283,7 +298,8 @@ void connection::on_ready(error_code ec, bool write)
 void connection::do_read()
 {
     char* buf = srv_.rbuf_.get();
-    ssize_t n = ::recv(sock_.native_handle(), buf, srv_.rbuf_size_, 0);
+    ssize_t n = ::recv(fd_, buf, srv_.rbuf_size_, 0);
+    more_input_ = n == static_cast<ssize_t>(srv_.rbuf_size_);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return wait_read();
@@ -529,7 +545,7 @@ void connection::dispatch()
         body.view_ = body.mem_;
     req.body_ = &body;
     req.listener_ = where_;
-    req.fd_ = sock_.native_handle();
+    req.fd_ = fd_;
     req.peer_v4_ = peer_v4_;
     req.peer_port_ = peer_port_;
     // The 100 Continue line was only for a body we were about to read.
@@ -793,7 +809,7 @@ void connection::flush()
         if (fl_ && fl_->out_pos < fl_->out.size()) {
             fl_->out.append(out);
         } else {
-            ssize_t w = ::send(sock_.native_handle(), out.data(), out.size(), MSG_NOSIGNAL);
+            ssize_t w = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
             if (w < 0) {
                 if (errno != EAGAIN && errno != EINTR) {
                     out.clear();
@@ -862,7 +878,7 @@ void connection::pump()
 {
     conn_ref hold(*this);
     flight& f = *fl_;
-    const int fd = sock_.native_handle();
+    const int fd = fd_;
     std::size_t sent = 0;
     schedule(wait_list::io);
     for (;;) {
@@ -977,7 +993,7 @@ void connection::pump()
 // client's next bytes with a reset that destroys our response in flight.
 void connection::linger()
 {
-    const int fd = sock_.native_handle();
+    const int fd = fd_;
     if (state_ != st_lingering) {
         // Input we read but will not answer (requests pipelined after a
         // Connection: close) means the peer may still be sending.
@@ -1002,6 +1018,7 @@ void connection::linger()
             return wait_read();
         return close();
     }
+    more_input_ = true;  // still sending: keep draining, after the others had a turn
     wait_read();
 }
 
@@ -1015,7 +1032,7 @@ void connection::on_timeout() noexcept
             // Part of a head arrived: say why before closing (best effort).
             static constexpr std::string_view msg =
                 "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            [[maybe_unused]] auto r = ::send(sock_.native_handle(), msg.data(), msg.size(),
+            [[maybe_unused]] auto r = ::send(fd_, msg.data(), msg.size(),
                                              MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         break;
@@ -1042,8 +1059,14 @@ void connection::close() noexcept
     state_ = st_closed;
     srv_.untrack(*this);
     drop_flight();
-    error_code ec;
-    sock_.close(ec);
+    if (rd_) {
+        // Cancels the pending wait: it completes later with operation_aborted.
+        srv_.reactor_.deregister_descriptor(fd_, rd_, true);
+        ::close(fd_);
+        srv_.reactor_.cleanup_descriptor_data(rd_);
+    } else {
+        ::close(fd_);
+    }
     srv_.closed(*this);
 }
 

@@ -80,6 +80,24 @@ BOOST_AUTO_TEST_CASE(pipelined_responses_come_in_request_order)
         BOOST_TEST(c.read().headers["x-path"] == "/p" + std::to_string(i));
 }
 
+// More pipelined input than the loop's 64 KiB read buffer holds, in one go:
+// the server must go back for the rest without a new readiness edge.
+BOOST_AUTO_TEST_CASE(pipelined_burst_larger_than_the_read_buffer_is_all_answered)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    std::string batch;
+    constexpr int n = 3000;
+    for (int i = 0; i < n; ++i)
+        batch += "GET /burst/" + std::to_string(i) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    BOOST_REQUIRE(batch.size() > 100 * 1024);
+    c.send(batch);
+    for (int i = 0; i < n; ++i) {
+        reply r = c.read();
+        BOOST_REQUIRE(r.headers["x-path"] == "/burst/" + std::to_string(i));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(pipelined_streams_and_small_responses_stay_in_order)
 {
     running_server s(running_server::quiet(), echo_routes);

@@ -3,9 +3,10 @@
 
 #include <fapws/server.hpp>
 
-#include "handler_memory.hpp"
 #include "parser.hpp"
 
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,6 +27,11 @@ using steady_timer = net::basic_waitable_timer<std::chrono::steady_clock,
                                                net::wait_traits<std::chrono::steady_clock>, executor>;
 
 namespace detail {
+
+// Connections talk to Asio's reactor directly (see connection): the epoll
+// reactor is the one this code knows.
+using reactor = net::detail::reactor;
+static_assert(std::is_same_v<reactor, net::detail::epoll_reactor>, "fapws needs Asio's epoll reactor");
 
 class connection;
 class listener;
@@ -55,7 +61,16 @@ inline std::int64_t remaining_ms(std::uint32_t enqueued, std::uint32_t timeout, 
 // partial head or body, a response still being written. Absent while idle.
 struct flight;
 
-class connection final {
+// A connection is its own reactor operation: the one wait it ever has pending
+// (readable, or writable while a response is stuck) lives inside it, so an
+// idle connection costs one heap block besides Asio's descriptor state.
+//
+// Why not async_wait: Asio's async_wait re-arms the descriptor with
+// epoll_ctl(MOD) on every call, a third system call per request beside recv
+// and send. Started as a speculative read operation instead, the wait costs
+// no system call when the last recv drained the socket (Asio then knows no
+// edge is pending), and still completes at once when data arrived meanwhile.
+class connection final : private net::detail::reactor_op {
 public:
     connection(server::impl& srv, int fd, const listener_info& where,
                std::uint32_t peer_v4, std::uint16_t peer_port);
@@ -79,11 +94,11 @@ public:
 
     void on_timeout() noexcept;
 
-    struct io_handler;
-
 private:
-    friend struct io_handler;
-
+    static status on_perform(reactor_op* op) noexcept;
+    static void on_complete(void* owner, net::detail::scheduler_operation* op, const error_code&,
+                            std::size_t);
+    void start_wait(bool write);
     void wait_read();
     void wait_write();
     void on_ready(error_code ec, bool write);
@@ -112,8 +127,8 @@ private:
     void reset_parser();
     void schedule(wait_list l);
 
-    descriptor sock_;
     server::impl& srv_;
+    reactor::per_descriptor_data rd_ = nullptr;  // Asio's state for fd_
     std::unique_ptr<flight> fl_;
     const listener_info* where_;
 
@@ -122,16 +137,12 @@ public:
     connection* prev_ = nullptr;
     connection* next_ = nullptr;
 
-private:
-    // With the small fields below, an idle connection is 184 bytes: a
-    // 192-byte malloc chunk (issue #2's 400-byte budget with Asio's 176).
-    handler_memory mem_;
-
 public:
     std::uint32_t enqueued_ = 0;  // now_ms() when put on its list, modulo 2^32
     wait_list list_ = wait_list::none;
 
 private:
+    int fd_;
     std::uint32_t peer_v4_;
     std::uint16_t peer_port_;
     std::uint16_t refs_ = 0;
@@ -140,7 +151,7 @@ private:
     bool draining_ = false;       // graceful stop: close once idle
     bool linger_ = false;         // unread input may remain: drain before close
     bool waiting_write_ = false;  // what the one pending wait is for
-    bool mem_used_ = false;       // mem_ holds the pending wait's operation
+    bool more_input_ = false;     // the last recv filled the buffer: more may wait
 };
 
 }  // namespace detail
@@ -168,6 +179,7 @@ public:
 
     config cfg_;
     net::io_context ioc_;
+    detail::reactor& reactor_;
     router router_;
     defer_queue defer_;
     stats stats_;

@@ -8,6 +8,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
+#include <boost/version.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -197,7 +198,14 @@ void connection::start_wait(bool write)
     ec_ = error_code();
     add_ref();  // held by the pending operation, released in on_complete
     // A write wait comes after send() said EAGAIN: no speculation, arm EPOLLOUT.
-    srv_.reactor_.start_op(write ? reactor::write_op : reactor::read_op, fd_, rd_, this, false, !write);
+    const int type = write ? reactor::write_op : reactor::read_op;
+#if BOOST_VERSION >= 108200
+    // Boost 1.82 added the immediate-completion hook (built against 1.81 here).
+    srv_.reactor_.start_op(type, fd_, rd_, this, false, !write, &reactor::call_post_immediate_completion,
+                           &srv_.reactor_);
+#else
+    srv_.reactor_.start_op(type, fd_, rd_, this, false, !write);
+#endif
 }
 
 void connection::wait_read()

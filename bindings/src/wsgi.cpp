@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -109,13 +110,18 @@ std::string_view bytes_view(PyObject* b)
 
 // ---------------------------------------------------------------- start_response
 
+}  // namespace
+
 struct start_response_object {
     PyObject_HEAD
     PyObject* status;
     PyObject* headers;
     PyObject* written;  // list of bytes from write(), or null
+    PyObject* write;    // the write() callable start_response returns
     int committed;      // the head was handed to the server
 };
+
+namespace {
 
 void sr_dealloc(PyObject* self_)
 {
@@ -123,6 +129,7 @@ void sr_dealloc(PyObject* self_)
     Py_XDECREF(self->status);
     Py_XDECREF(self->headers);
     Py_XDECREF(self->written);
+    Py_XDECREF(self->write);
     PyObject_Free(self_);
 }
 
@@ -130,6 +137,21 @@ bool has_control(PyObject* s)
 {
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     int kind = PyUnicode_KIND(s);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        // The common case: short latin-1 strings, one table lookup a byte.
+        static constexpr auto ctl = [] {
+            std::array<bool, 256> t{};
+            for (int c = 0; c < 0x20; ++c)
+                t[c] = c != '\t';
+            t[0x7f] = true;
+            return t;
+        }();
+        const unsigned char* p = PyUnicode_1BYTE_DATA(s);
+        for (Py_ssize_t i = 0; i < n; ++i)
+            if (ctl[p[i]])
+                return true;
+        return false;
+    }
     const void* data = PyUnicode_DATA(s);
     for (Py_ssize_t i = 0; i < n; ++i) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
@@ -209,7 +231,11 @@ PyObject* sr_call(PyObject* self_, PyObject* args, PyObject* kwargs)
     Py_XSETREF(self->status, status);
     Py_INCREF(headers);
     Py_XSETREF(self->headers, headers);
-    return PyCFunction_New(&sr_write_def, self_);
+    // write holds self: a cycle the owner breaks (see wsgi_app::release_sr).
+    if (!self->write && !(self->write = PyCFunction_New(&sr_write_def, self_)))
+        return nullptr;
+    Py_INCREF(self->write);
+    return self->write;
 }
 
 PyObject* sr_write(PyObject* self_, PyObject* data)
@@ -634,15 +660,69 @@ std::string log_python_error(const char* context)
 }
 
 wsgi_app::wsgi_app(pyb::object app, pyb::dict environ_template, pyb::object file_wrapper, wsgi_options opt)
-    : app_(std::move(app)), template_(std::move(environ_template)), file_wrapper_(std::move(file_wrapper)),
-      opt_(std::move(opt))
+    : app_(std::move(app)), file_wrapper_(std::move(file_wrapper)), opt_(std::move(opt))
 {
     init_names();
+    // PyDict_Copy clones the template's table, capacity included. Room for
+    // about 40 keys and a slot already holding every key set per request
+    // make the environ one copy plus value stores: no resize, no insert but
+    // for the request's headers.
+    auto t = pyb::reinterpret_steal<pyb::dict>(_PyDict_NewPresized(40));
+    if (!t)
+        throw pyb::error_already_set();
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(environ_template.ptr(), &pos, &k, &v))
+        if (PyDict_SetItem(t.ptr(), k, v) < 0)
+            throw pyb::error_already_set();
+    for (PyObject* key : {names->REQUEST_METHOD, names->PATH_INFO, names->QUERY_STRING, names->REQUEST_URI,
+                          names->RAW_URI, names->SERVER_PROTOCOL, names->SERVER_NAME, names->SERVER_PORT,
+                          names->REMOTE_ADDR, names->wsgi_url_scheme, names->wsgi_input})
+        if (!PyDict_Contains(t.ptr(), key) && PyDict_SetItem(t.ptr(), key, names->empty) < 0)
+            throw pyb::error_already_set();
+    template_ = std::move(t);
+}
+
+// One start_response object per request, reused when the application kept
+// no reference to it or to its write(): the common case costs no allocation.
+start_response_object* wsgi_app::take_sr()
+{
+    start_response_object* sr = spare_sr_;
+    spare_sr_ = nullptr;
+    if (!sr) {
+        sr = PyObject_New(start_response_object, &start_response_type);
+        if (!sr)
+            return nullptr;
+        sr->write = nullptr;
+    }
+    sr->status = sr->headers = sr->written = nullptr;
+    sr->committed = 0;
+    return sr;
+}
+
+void wsgi_app::release_sr(start_response_object* sr)
+{
+    auto* o = reinterpret_cast<PyObject*>(sr);
+    // Held by us, and by write() when it exists; write() held by sr only.
+    Py_ssize_t expected = sr->write ? 2 : 1;
+    if (!spare_sr_ && Py_REFCNT(o) == expected && (!sr->write || Py_REFCNT(sr->write) == 1)) {
+        Py_CLEAR(sr->status);
+        Py_CLEAR(sr->headers);
+        Py_CLEAR(sr->written);
+        spare_sr_ = sr;
+        return;
+    }
+    Py_CLEAR(sr->write);  // breaks the cycle; a write() kept by the app keeps sr
+    Py_DECREF(o);
 }
 
 wsgi_app::~wsgi_app()
 {
     gil g;
+    if (spare_sr_) {
+        Py_CLEAR(spare_sr_->write);
+        Py_DECREF(reinterpret_cast<PyObject*>(spare_sr_));
+    }
     for (auto& [k, v] : header_keys_)
         Py_DECREF(v);
     for (auto& [k, v] : listeners_) {
@@ -823,20 +903,19 @@ void wsgi_app::operator()(const request& req, response& res)
     PyObject* environ = build_environ(req);
     if (!environ)
         return fail(res, "building the WSGI environ");
-    auto* sr = PyObject_New(start_response_object, &start_response_type);
+    start_response_object* sr = take_sr();
     if (!sr) {
         Py_DECREF(environ);
         return fail(res, "start_response");
     }
-    sr->status = sr->headers = sr->written = nullptr;
-    sr->committed = 0;
     PyObject* args[2] = {environ, reinterpret_cast<PyObject*>(sr)};
     PyObject* result = PyObject_Vectorcall(app_.ptr(), args, 2, nullptr);
     Py_DECREF(environ);
     struct drop_sr {
+        wsgi_app* app;
         start_response_object* sr;
-        ~drop_sr() { Py_DECREF(reinterpret_cast<PyObject*>(sr)); }
-    } drop{sr};
+        ~drop_sr() { app->release_sr(sr); }
+    } drop{this, sr};
     if (!result)
         return fail(res, "WSGI application");
 

@@ -31,6 +31,8 @@ struct wsgi_options {
     std::vector<std::string> forwarded_allow_ips;  // trust X-Forwarded-Proto from these
 };
 
+struct start_response_object;
+
 // Shared by every request to one mounted app; owned by the route's handler.
 class wsgi_app {
 public:
@@ -43,6 +45,14 @@ private:
     PyObject* header_key(std::string_view name);
     PyObject* listener_value(const listener_info& l, bool port);
     void fail(response& res, const char* what);
+
+public:
+    // Used by operator()'s scope guard.
+    start_response_object* take_sr();
+    void release_sr(start_response_object* sr);
+
+private:
+    start_response_object* spare_sr_ = nullptr;
 
     pyb::object app_;
     pyb::dict template_;

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 
@@ -16,18 +18,22 @@ namespace fapws {
 
 namespace {
 
-// RFC 9110 section 5.6.2: tchar.
+// RFC 9110 section 5.6.2: tchar, as a table (response::header checks every
+// name byte of every response).
+constexpr auto tchar_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'a'; c <= 'z'; ++c)
+        t[c] = t[c - 'a' + 'A'] = true;
+    for (int c = '0'; c <= '9'; ++c)
+        t[c] = true;
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~"))
+        t[c] = true;
+    return t;
+}();
+
 bool is_tchar(unsigned char c) noexcept
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return true;
-    default:
-        return false;
-    }
+    return tchar_table[c];
 }
 
 bool iequals(std::string_view a, std::string_view b) noexcept
@@ -125,8 +131,20 @@ std::string request::remote_addr() const
 {
     char buf[INET6_ADDRSTRLEN] = "";
     if (peer_port_ != 0) {
-        ::inet_ntop(AF_INET, &peer_v4_, buf, sizeof buf);
-        return buf;
+        // inet_ntop formats with sprintf: a tenth of a WSGI hello's own
+        // instructions. Dotted quad by hand.
+        const auto* b = reinterpret_cast<const unsigned char*>(&peer_v4_);
+        char* p = buf;
+        for (int i = 0; i < 4; ++i) {
+            unsigned v = b[i];
+            if (v >= 100)
+                *p++ = static_cast<char>('0' + v / 100);
+            if (v >= 10)
+                *p++ = static_cast<char>('0' + v / 10 % 10);
+            *p++ = static_cast<char>('0' + v % 10);
+            *p++ = '.';
+        }
+        return std::string(buf, static_cast<std::size_t>(p - buf - 1));
     }
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -175,36 +193,61 @@ void response::header(std::string_view name, std::string_view value)
 {
     if (name.empty())
         throw std::invalid_argument("empty header name");
+    bool bad = false;
     for (unsigned char c : name)
-        if (!is_tchar(c))
-            throw std::invalid_argument("invalid header name: " + std::string(name));
+        bad |= !is_tchar(c);
+    if (bad)
+        throw std::invalid_argument("invalid header name: " + std::string(name));
     for (unsigned char c : value)
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            throw std::invalid_argument("control character in value of header " + std::string(name));
-    // Hop-by-hop framing is the server's business.
-    if (iequals(name, "content-length")) {
-        std::uint64_t n = 0;
-        auto r = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (r.ec != std::errc() || r.ptr != value.data() + value.size())
-            throw std::invalid_argument("invalid Content-Length: " + std::string(value));
-        content_length_ = n;
-        return;
+        bad |= (c < 0x20 && c != '\t') | (c == 0x7f);
+    if (bad)
+        throw std::invalid_argument("control character in value of header " + std::string(name));
+    // Hop-by-hop framing is the server's business. Names are told apart by
+    // length first: this runs for every header of every response.
+    switch (name.size()) {
+    case 14:
+        if (iequals(name, "content-length")) {
+            std::uint64_t n = 0;
+            auto r = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (r.ec != std::errc() || r.ptr != value.data() + value.size())
+                throw std::invalid_argument("invalid Content-Length: " + std::string(value));
+            content_length_ = n;
+            return;
+        }
+        break;
+    case 17:
+        if (iequals(name, "transfer-encoding"))
+            return;
+        break;
+    case 10:
+        if (iequals(name, "connection")) {
+            if (iequals(value, "close"))
+                close_ = true;
+            return;
+        }
+        break;
+    case 6:
+        if (iequals(name, "server"))
+            has_server_ = true;
+        break;
+    case 4:
+        if (iequals(name, "date"))
+            has_date_ = true;
+        break;
+    default:
+        break;
     }
-    if (iequals(name, "transfer-encoding"))
-        return;
-    if (iequals(name, "connection")) {
-        if (iequals(value, "close"))
-            close_ = true;
-        return;
-    }
-    if (iequals(name, "server"))
-        has_server_ = true;
-    else if (iequals(name, "date"))
-        has_date_ = true;
-    fields_.append(name);
-    fields_.append(": ");
-    fields_.append(value);
-    fields_.append("\r\n");
+    std::size_t at = fields_.size();
+    fields_.resize(at + name.size() + value.size() + 4);
+    char* p = fields_.data() + at;
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    *p++ = ':';
+    *p++ = ' ';
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+    *p++ = '\r';
+    *p = '\n';
 }
 
 void response::body(std::string data)

@@ -24,6 +24,8 @@
 
 namespace fapws::detail {
 
+using namespace std::literals;
+
 namespace {
 
 enum : std::uint8_t { st_reading = 0, st_writing = 1, st_lingering = 2, st_closed = 3 };
@@ -656,33 +658,33 @@ void connection::emit(request& req, response& res)
     }
 
     std::string& out = srv_.out_;
-    out.append("HTTP/1.1 ");
+    out.append("HTTP/1.1 "sv);
     append_uint(out, static_cast<std::uint64_t>(status));
     out.push_back(' ');
     out.append(res.reason_.empty() ? reason_phrase(status) : std::string_view(res.reason_));
-    out.append("\r\n");
+    out.append("\r\n"sv);
     if (!res.has_server_ && !srv_.cfg_.server_header.empty()) {
-        out.append("Server: ");
+        out.append("Server: "sv);
         out.append(srv_.cfg_.server_header);
-        out.append("\r\n");
+        out.append("\r\n"sv);
     }
     if (!res.has_date_)
         out.append(date_line());
     out.append(res.fields_);
     if (allowed) {
         if (declared) {
-            out.append("Content-Length: ");
+            out.append("Content-Length: "sv);
             append_uint(out, *declared);
-            out.append("\r\n");
+            out.append("\r\n"sv);
         } else if (chunked) {
-            out.append("Transfer-Encoding: chunked\r\n");
+            out.append("Transfer-Encoding: chunked\r\n"sv);
         }
     }
     if (!keep)
-        out.append("Connection: close\r\n");
+        out.append("Connection: close\r\n"sv);
     else if (req.version_ == 10)
-        out.append("Connection: keep-alive\r\n");
-    out.append("\r\n");
+        out.append("Connection: keep-alive\r\n"sv);
+    out.append("\r\n"sv);
     if (!keep)
         closing_ = true;
     if (srv_.access_fd_ >= 0)

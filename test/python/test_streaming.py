@@ -65,6 +65,15 @@ def test_write_callable(app):
     assert requests.get(app.url + "/write").text == "written-returned"
 
 
+def test_callables_kept_by_the_app_are_never_reused(app):
+    with requests.Session() as s:
+        for i in range(1, 6):
+            assert s.get(app.url + "/write").text == "written-returned"
+            assert s.get(app.url + "/keep-callables").text == "fresh-%d" % i
+    # A kept write() still works after its request ended (its data goes nowhere).
+    assert requests.get(app.url + "/tuple").text == "abc"
+
+
 def test_str_items_are_500(app):
     r = requests.get(app.url + "/str")
     assert r.status_code == 500

@@ -81,6 +81,9 @@ class Closing:
             f.write("closed\n")
 
 
+_kept = []
+
+
 def results_app(environ, start_response):
     kind = environ["PATH_INFO"].strip("/")
     if kind == "tuple":
@@ -104,6 +107,14 @@ def results_app(environ, start_response):
         write = start_response("200 OK", [])
         write(b"written-")
         return [b"returned"]
+    if kind == "keep-callables":
+        # Keeps start_response and write() past the request. The server may
+        # reuse a start_response nobody kept, never one the app holds.
+        write = start_response("200 OK", [])
+        same = any(sr is start_response or w is write for sr, w in _kept)
+        _kept.append((start_response, write))
+        write(b"reused" if same else b"fresh")
+        return [b"-%d" % len(_kept)]
     if kind == "str":
         start_response("200 OK", [])
         return ["not bytes"]

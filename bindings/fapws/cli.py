@@ -46,6 +46,16 @@ def _seconds(text):
     return value
 
 
+def _workers(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid worker count {text!r}")
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"workers must be between 1 and 1024: {text!r}")
+    return value
+
+
 def _static(text):
     prefix, sep, directory = text.partition("=")
     if not sep or not prefix.startswith("/") or not directory:
@@ -73,6 +83,8 @@ def build_parser():
     p.add_argument("--access-log-format", choices=["common", "combined"], default="common")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "off"])
     p.add_argument("--debug", action="store_true", help="show tracebacks in 500 pages (never in production)")
+    p.add_argument("-w", "--workers", type=_workers, default=1, metavar="N",
+                   help="worker processes sharing the listeners, each one loop; restarted if they die")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, for several processes on one port")
     p.add_argument("--backlog", type=int, default=d["backlog"], help="listen backlog")
     p.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
@@ -145,6 +157,7 @@ def main(argv=None):
         app = load_app(args.app) if args.app else None
         server = Server(
             debug=args.debug,
+            multiprocess=args.workers > 1,
             forwarded_allow_ips=[ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()],
             header_limit=args.limit_header,
             header_line_limit=args.limit_header_line,
@@ -172,5 +185,69 @@ def main(argv=None):
     except (SetupError, ValueError, OSError) as e:
         print(f"fapws: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers > 1:
+        return _arbiter(server, args.workers)
     server.run()
+    return 0
+
+
+def _arbiter(server, count):
+    """Pre-fork: the workers inherit the listeners and each runs its own
+    loop; this process only supervises. SIGTERM or SIGINT stops the workers
+    gracefully; a second SIGINT stops them at once. A worker that dies is
+    replaced (after a second's pause when it died young)."""
+    import signal
+    import time
+
+    workers = {}  # pid -> start time
+    state = {"signals": 0}
+
+    def spawn():
+        pid = server.fork()
+        if pid == 0:
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                server.run()
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+        workers[pid] = time.monotonic()
+
+    def on_signal(signum, _frame):
+        state["signals"] += 1
+        forward = signal.SIGTERM if state["signals"] == 1 else signal.SIGINT
+        for pid in list(workers):
+            try:
+                os.kill(pid, forward)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    _core.log("info", f"fapws: {count} workers")
+    for _ in range(count):
+        spawn()
+    while workers:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        started = workers.pop(pid, None)
+        if started is None or state["signals"]:
+            continue
+        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit code {os.waitstatus_to_exitcode(status)}")
+        _core.log("warning", f"worker {pid} ended ({how}); starting another")
+        if time.monotonic() - started < 1.0:
+            time.sleep(1.0)
+        if not state["signals"]:
+            spawn()
     return 0

@@ -160,6 +160,15 @@ class Server:
         """Graceful stop: safe from any thread or a signal handler."""
         self._core.stop()
 
+    def fork(self):
+        """Fork a worker that serves this server's listeners; returns its pid
+        in the parent and 0 in the worker (which should then call run()).
+        The listeners must exist already; call before run() in the parent."""
+        self._core.notify_fork("prepare")
+        pid = os.fork()
+        self._core.notify_fork("child" if pid == 0 else "parent")
+        return pid
+
 
 def _unquote_latin1(path):
     from urllib.parse import unquote_to_bytes

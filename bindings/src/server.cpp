@@ -191,6 +191,19 @@ void bind_server(pyb::module_& m)
                  return pyb::make_tuple(i.address, i.port);
              },
              pyb::arg("spec"), pyb::arg("reuse_port") = false, pyb::arg("url_scheme") = "http")
+        .def("notify_fork",
+             [](py_server& s, const std::string& stage) {
+                 using ctx = boost::asio::execution_context;
+                 if (stage == "prepare")
+                     s.srv_.context().notify_fork(ctx::fork_prepare);
+                 else if (stage == "parent")
+                     s.srv_.context().notify_fork(ctx::fork_parent);
+                 else if (stage == "child")
+                     s.srv_.context().notify_fork(ctx::fork_child);
+                 else
+                     throw pyb::value_error("stage must be 'prepare', 'parent' or 'child'");
+             },
+             "Around os.fork(): a child gets its own epoll set with the inherited listeners.")
         .def("route_wsgi",
              [](py_server& s, std::string prefix, pyb::object app, pyb::dict environ, pyb::object file_wrapper,
                 bool debug, bool multiprocess, std::vector<std::string> forwarded_allow_ips) {

@@ -188,3 +188,11 @@ threading.Thread(target=_beat, daemon=True).start()
 
 def thread_app(environ, start_response):
     return _send(start_response, str(_beats["n"]).encode())
+
+
+def pid_app(environ, start_response):
+    """Answers with the serving process's pid, after an optional sleep that
+    blocks this worker's loop (so a concurrent request goes to another)."""
+    time.sleep(float(environ.get("QUERY_STRING") or 0))
+    mp = "mp" if environ["wsgi.multiprocess"] else "sp"
+    return _send(start_response, f"{os.getpid()} {mp}".encode())

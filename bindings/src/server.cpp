@@ -195,11 +195,11 @@ void bind_server(pyb::module_& m)
              [](py_server& s, const std::string& stage) {
                  using ctx = boost::asio::execution_context;
                  if (stage == "prepare")
-                     s.srv_.context().notify_fork(ctx::fork_prepare);
+                     s.srv_.notify_fork(ctx::fork_prepare);
                  else if (stage == "parent")
-                     s.srv_.context().notify_fork(ctx::fork_parent);
+                     s.srv_.notify_fork(ctx::fork_parent);
                  else if (stage == "child")
-                     s.srv_.context().notify_fork(ctx::fork_child);
+                     s.srv_.notify_fork(ctx::fork_child);
                  else
                      throw pyb::value_error("stage must be 'prepare', 'parent' or 'child'");
              },

@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -51,7 +52,6 @@ server::impl::impl(config c)
       // One thread: no locking per descriptor; the scheduler keeps its lock so
       // other threads may still post() to the loop.
       ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      reactor_(net::use_service<detail::reactor>(ioc_)),
       defer_(cfg_.defer_limit),
       sweep_timer_(ioc_.get_executor())
 {
@@ -69,6 +69,7 @@ server::impl::impl(config c)
     lists_[1].timeout_ms = static_cast<std::uint32_t>(cfg_.keepalive_timeout.count());
     lists_[2].timeout_ms = static_cast<std::uint32_t>(cfg_.io_timeout.count());
     lists_[3].timeout_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(5000, cfg_.io_timeout.count()));
+    open_epoll();
     // One read buffer for every connection: a whole head always fits.
     rbuf_size_ = std::max<std::size_t>(64 * 1024, cfg_.header_limit + 1024);
     rbuf_ = std::make_unique<char[]>(rbuf_size_);
@@ -102,6 +103,65 @@ server::impl::~impl()
         signals_->cancel(ec);
     ioc_.restart();
     ioc_.poll();
+    while (run_ready()) {
+    }
+    ep_.reset();  // closes epfd_
+}
+
+void server::impl::open_epoll()
+{
+    if (ep_) {
+        error_code ec;
+        ep_->close(ec);
+        ep_.reset();
+    }
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0)
+        throw setup_error(std::string("epoll_create1: ") + std::strerror(errno));
+    ep_.emplace(ioc_.get_executor(), epfd_);
+    ep_armed_ = false;
+}
+
+std::size_t server::impl::poll_io()
+{
+    epoll_event evs[128];
+    int n = ::epoll_wait(epfd_, evs, 128, 0);
+    if (n <= 0)
+        return 0;
+    // A connection may close another one of this batch (a handler stopping
+    // the server): the references keep each alive until its turn.
+    for (int i = 0; i < n; ++i)
+        static_cast<detail::connection*>(evs[i].data.ptr)->add_ref();
+    for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<detail::connection*>(evs[i].data.ptr);
+        c->on_event(evs[i].events);
+        c->release();
+    }
+    return static_cast<std::size_t>(n);
+}
+
+std::size_t server::impl::run_ready()
+{
+    if (ready_.empty())
+        return 0;
+    ready_now_.swap(ready_);  // what these post runs next turn
+    for (auto& r : ready_now_)
+        r.run(r.c);
+    std::size_t n = ready_now_.size();
+    ready_now_.clear();
+    return n;
+}
+
+void server::impl::arm_io()
+{
+    if (ep_armed_)
+        return;
+    ep_armed_ = true;
+    // Completes when a connection is ready; the loop then polls the set.
+    ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {
+        if (ec != net::error::operation_aborted)
+            ep_armed_ = false;
+    });
 }
 
 void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
@@ -296,6 +356,14 @@ const config& server::settings() const noexcept
 boost::asio::io_context& server::context() noexcept
 {
     return impl_->ioc_;
+}
+
+void server::notify_fork(boost::asio::execution_context::fork_event e)
+{
+    impl_->ioc_.notify_fork(e);
+    // After fork the connections' epoll set is shared with the parent.
+    if (e == boost::asio::execution_context::fork_child)
+        impl_->open_epoll();
 }
 
 listener_info server::listen(std::string_view spec, const listen_options& opt)
@@ -503,13 +571,29 @@ void server::run()
 
     // The defer queue runs only when nothing is ready: poll() runs every
     // ready handler and returns only after a check of the reactor found no
-    // more, so one deferred task runs next; the loop blocks for I/O only when
-    // the queue is empty.
+    // more, poll_io() does the same for the connections; when both found
+    // nothing, one deferred task runs. The loop blocks (in the io_context,
+    // where the connections' set is one descriptor) only when the queue is
+    // empty.
+    // Busy, the loop polls the connections' set every turn and the
+    // io_context (accepts, timers, signals) every eighth: one epoll_wait a
+    // turn, like nginx's loop. A deferred task runs only when both were
+    // found empty; with none queued, the loop goes straight to run_one(),
+    // which runs what the io_context has ready or blocks.
+    unsigned turn = 0;
     while (!s.stopped_) {
-        s.ioc_.poll();
+        std::size_t n = s.poll_io();
+        n += s.run_ready();
         if (s.stopped_)
             break;
-        if (!s.defer_.empty()) {
+        if (n && ++turn % 8 != 0)
+            continue;
+        if (n || !s.defer_.empty()) {
+            n += s.ioc_.poll();
+            if (s.stopped_)
+                break;
+            if (n || !s.ready_.empty())
+                continue;
             ++s.stats_.deferred_run;
             try {
                 s.defer_.run_one();
@@ -522,6 +606,7 @@ void server::run()
             }
             continue;
         }
+        s.arm_io();
         if (s.before_wait_)
             s.before_wait_();
         s.ioc_.run_one();

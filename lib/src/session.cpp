@@ -1,6 +1,5 @@
-// One HTTP/1.1 connection. While idle it holds only its socket, a few fields
-// and its one pending wait (the connection is that operation): no buffer, no
-// parser. Reads go into
+// One HTTP/1.1 connection. While idle it holds only its socket and a few
+// fields: no buffer, no parser, no pending operation. Reads go into
 // the server's loop-owned buffer; a request that spans I/O events moves into a
 // heap `flight` that lives only as long as that request.
 #include "detail/clock.hpp"
@@ -8,7 +7,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/version.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -18,6 +16,7 @@
 #include <exception>
 #include <system_error>
 
+#include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -144,85 +143,86 @@ private:
     connection* c_;
 };
 
-connection::connection(server::impl& srv, int fd, const listener_info& where,
-                       std::uint32_t peer_v4, std::uint16_t peer_port)
-    : reactor_op(error_code(), &connection::on_perform, &connection::on_complete), srv_(srv),
-      where_(&where), fd_(fd), peer_v4_(peer_v4), peer_port_(peer_port)
-{
-    if (int err = srv_.reactor_.register_descriptor(fd_, rd_))
-        throw std::system_error(err, std::system_category(), "epoll registration");
+namespace {
+enum : std::uint8_t { wait_none = 0, wait_in = 1, wait_out = 2 };
 }
 
-// An idle connection: 152 bytes here, a 160-byte malloc chunk, plus Asio's
-// 176-byte descriptor state (issue #2's budget is 400 bytes in all).
-static_assert(sizeof(connection) <= 152, "an idle connection must fit a 160-byte malloc chunk");
+connection::connection(server::impl& srv, int fd, const listener_info& where,
+                       std::uint32_t peer_v4, std::uint16_t peer_port)
+    : srv_(srv), where_(&where), fd_(fd), peer_v4_(peer_v4), peer_port_(peer_port)
+{
+}
+
+// An idle connection: this object in a 112-byte malloc chunk; the kernel
+// keeps the epoll registration (issue #2's budget is 400 bytes of RSS).
+static_assert(sizeof(connection) <= 104, "an idle connection must fit a 112-byte malloc chunk");
 
 connection::~connection()
 {
-    close();
+    if (state_ != st_closed)
+        ::close(fd_);  // never started
 }
 
 void connection::start()
 {
     conn_ref hold(*this);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = this;
+    if (::epoll_ctl(srv_.epfd_, EPOLL_CTL_ADD, fd_, &ev) != 0) {
+        log_error(std::string("cannot register a connection with epoll: ") + std::strerror(errno));
+        ::close(fd_);
+        state_ = st_closed;
+        return;
+    }
+    add_ref();  // held by the registration; close() drops it
     srv_.opened(*this);
     schedule(wait_list::header);
     wait_read();
 }
 
-// The reactor calls this when the descriptor is ready, and start_wait() when
-// Asio has seen an edge since the last exhausted operation. The connection
-// does its own I/O in on_ready(); "exhausted" tells Asio that no further edge
-// is pending, so the next speculative start queues without a system call.
-// That is true because on_ready() reads until recv returns less than asked
-// (see more_input_), and any byte arriving after that raises a new edge.
-net::detail::reactor_op::status connection::on_perform(reactor_op*) noexcept
+void connection::on_event(std::uint32_t ev)
 {
-    return done_and_exhausted;
-}
-
-void connection::on_complete(void* owner, net::detail::scheduler_operation* op, const error_code&,
-                             std::size_t)
-{
-    auto* c = static_cast<connection*>(static_cast<reactor_op*>(op));
-    if (owner) {
-        c->on_ready(c->ec_, c->waiting_write_);
-    } else if (c->state_ != st_closed) {
-        // The io_context is being destroyed and its reactor with it.
-        c->rd_ = nullptr;
+    if (state_ == st_closed)
+        return;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        readable_ = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        eof_ = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        writable_ = true;
+    if (wait_ == wait_in && readable_) {
+        wait_ = wait_none;
+        readable();
+    } else if (wait_ == wait_out && writable_) {
+        wait_ = wait_none;
+        pump();
     }
-    c->release();
 }
 
-void connection::start_wait(bool write)
-{
-    waiting_write_ = write;
-    ec_ = error_code();
-    add_ref();  // held by the pending operation, released in on_complete
-    // A write wait comes after send() said EAGAIN: no speculation, arm EPOLLOUT.
-    const int type = write ? reactor::write_op : reactor::read_op;
-#if BOOST_VERSION >= 108200
-    // Boost 1.82 added the immediate-completion hook (built against 1.81 here).
-    srv_.reactor_.start_op(type, fd_, rd_, this, false, !write, &reactor::call_post_immediate_completion,
-                           &srv_.reactor_);
-#else
-    srv_.reactor_.start_op(type, fd_, rd_, this, false, !write);
-#endif
-}
-
+// Waits cost no system call: the registration is permanent. What arrived
+// while the connection was busy is in readable_, so it reads at once (after
+// the other connections had their turn).
 void connection::wait_read()
 {
-    if (more_input_) {
-        more_input_ = false;
-        return post<&connection::do_read>();
-    }
-    start_wait(false);
+    if (readable_)
+        return post<&connection::readable>();
+    wait_ = wait_in;
 }
 
+// Called right after send() said EAGAIN: an EPOLLOUT edge will follow.
 void connection::wait_write()
 {
     schedule(wait_list::io);
-    start_wait(true);
+    writable_ = false;
+    wait_ = wait_out;
+}
+
+void connection::readable()
+{
+    if (state_ == st_lingering)
+        return linger();
+    do_read();
 }
 
 void connection::schedule(wait_list l)
@@ -292,32 +292,26 @@ bool connection::idle() const noexcept
     return state_ == st_reading && !(fl_ && (fl_->parser || !fl_->in.empty()));
 }
 
-void connection::on_ready(error_code ec, bool write)
-{
-    if (state_ == st_closed)
-        return;
-    if (ec)
-        return close();
-    if (write)
-        return pump();
-    if (state_ == st_lingering)
-        return linger();
-    do_read();
-}
-
 void connection::do_read()
 {
     char* buf = srv_.rbuf_.get();
     ssize_t n = ::recv(fd_, buf, srv_.rbuf_size_, 0);
-    more_input_ = n == static_cast<ssize_t>(srv_.rbuf_size_);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EINTR)
             return wait_read();
+        if (errno == EAGAIN) {
+            readable_ = false;
+            return wait_read();
+        }
         ++srv_.stats_.io_errors;
         return close();
     }
     if (n == 0)
         return close();  // the peer closed; a partial request dies with it
+    // Less than asked: the socket is drained, and the next byte raises an
+    // edge. Unless the peer half-closed: then the next recv says EOF.
+    if (static_cast<std::size_t>(n) < srv_.rbuf_size_ && !eof_)
+        readable_ = false;
     conn_ref hold(*this);
     if (fl_ && !fl_->in.empty()) {
         std::string data = std::move(fl_->in);
@@ -862,16 +856,17 @@ void connection::proceed()
     wait_read();
 }
 
-// Runs a member function later from the loop, holding a reference.
+// Runs a member function later from the loop (its ready queue, after the
+// events already seen), holding a reference.
 template <void (connection::*Fn)()>
 void connection::post()
 {
     add_ref();
-    net::post(srv_.ioc_, [this] {
-        if (state_ != st_closed)
-            (this->*Fn)();
-        release();
-    });
+    srv_.ready_.push_back({this, [](connection* c) {
+                               if (c->state_ != st_closed)
+                                   (c->*Fn)();
+                               c->release();
+                           }});
 }
 
 // Answers pipelined requests left over from an earlier turn.
@@ -1024,12 +1019,13 @@ void connection::linger()
             continue;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno == EAGAIN)
+        if (n < 0 && errno == EAGAIN) {
+            readable_ = false;
             return wait_read();
+        }
         return close();
     }
-    more_input_ = true;  // still sending: keep draining, after the others had a turn
-    wait_read();
+    wait_read();  // still sending: keep draining, after the others had a turn
 }
 
 void connection::on_timeout() noexcept
@@ -1069,15 +1065,9 @@ void connection::close() noexcept
     state_ = st_closed;
     srv_.untrack(*this);
     drop_flight();
-    if (rd_) {
-        // Cancels the pending wait: it completes later with operation_aborted.
-        srv_.reactor_.deregister_descriptor(fd_, rd_, true);
-        ::close(fd_);
-        srv_.reactor_.cleanup_descriptor_data(rd_);
-    } else {
-        ::close(fd_);
-    }
+    ::close(fd_);  // leaves the epoll set with it
     srv_.closed(*this);
+    release();  // the registration's reference: may delete this
 }
 
 }  // namespace fapws::detail

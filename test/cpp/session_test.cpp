@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <thread>
 
 using namespace fapws;
 using namespace fapws::test;
@@ -95,6 +96,37 @@ BOOST_AUTO_TEST_CASE(pipelined_burst_larger_than_the_read_buffer_is_all_answered
     for (int i = 0; i < n; ++i) {
         reply r = c.read();
         BOOST_REQUIRE(r.headers["x-path"] == "/burst/" + std::to_string(i));
+    }
+}
+
+// A client that sends its request and half-closes at once, then reads until
+// EOF. The FIN reaches the server before it reads (its loop is held by a slow
+// handler), so one readiness edge covers data and EOF: the server must still
+// see the EOF and close, not wait for the 75 s keep-alive timeout.
+BOOST_AUTO_TEST_CASE(request_then_half_close_is_answered_and_closed_at_once)
+{
+    running_server s(running_server::quiet(), [](server& srv) {
+        echo_routes(srv);
+        srv.route("/block", [](const request&, response& res) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // holds the loop
+            res.body_ref("blocked");
+        });
+    });
+    for (int i = 0; i < 3; ++i) {
+        client c(s.port());  // accepted while the loop is free
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        client blocker(s.port());
+        blocker.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        c.send("GET /half-close HTTP/1.1\r\nHost: t\r\n\r\n");
+        ::shutdown(c.fd(), SHUT_WR);
+        BOOST_TEST(blocker.read().body == "blocked");
+        auto t0 = std::chrono::steady_clock::now();
+        reply r = c.read();
+        BOOST_TEST(r.status == 200);
+        BOOST_TEST(c.closed_by_peer());  // within the client's 5 s read timeout
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        BOOST_TEST(ms.count() < 2000);
     }
 }
 

@@ -39,6 +39,10 @@ public:
 
     const config& settings() const noexcept;
     boost::asio::io_context& context() noexcept;
+    // Around fork(): prepare before, parent or child after. A child gets its
+    // own epoll sets and keeps the listeners, so it can run() (pre-fork
+    // workers). Use this rather than context().notify_fork().
+    void notify_fork(boost::asio::execution_context::fork_event e);
 
     // Listeners; each throws setup_error when it cannot bind. The returned
     // info carries the real port (pass port 0 for an ephemeral one).

@@ -5,8 +5,6 @@
 
 #include "parser.hpp"
 
-#include <boost/asio/detail/reactor.hpp>
-#include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -27,11 +25,6 @@ using steady_timer = net::basic_waitable_timer<std::chrono::steady_clock,
                                                net::wait_traits<std::chrono::steady_clock>, executor>;
 
 namespace detail {
-
-// Connections talk to Asio's reactor directly (see connection): the epoll
-// reactor is the one this code knows.
-using reactor = net::detail::reactor;
-static_assert(std::is_same_v<reactor, net::detail::epoll_reactor>, "fapws needs Asio's epoll reactor");
 
 class connection;
 class listener;
@@ -61,24 +54,23 @@ inline std::int64_t remaining_ms(std::uint32_t enqueued, std::uint32_t timeout, 
 // partial head or body, a response still being written. Absent while idle.
 struct flight;
 
-// A connection is its own reactor operation: the one wait it ever has pending
-// (readable, or writable while a response is stuck) lives inside it, so an
-// idle connection costs one heap block besides Asio's descriptor state.
-//
-// Why not async_wait: Asio's async_wait re-arms the descriptor with
-// epoll_ctl(MOD) on every call, a third system call per request beside recv
-// and send. Started as a speculative read operation instead, the wait costs
-// no system call when the last recv drained the socket (Asio then knows no
-// edge is pending), and still completes at once when data arrived meanwhile.
-class connection final : private net::detail::reactor_op {
+// Connections live in the server's own epoll set, registered once,
+// edge-triggered, for EPOLLIN | EPOLLOUT | EPOLLRDHUP: no system call to wait,
+// and the peer's half-close is seen even when it came with the last data.
+// (Asio's async_wait re-arms with epoll_ctl on every wait; a reactor
+// operation cannot see EPOLLRDHUP.) The loop polls that set beside the
+// io_context and blocks in the io_context, where the set is one descriptor.
+class connection final {
 public:
     connection(server::impl& srv, int fd, const listener_info& where,
                std::uint32_t peer_v4, std::uint16_t peer_port);
     ~connection();
 
     void start();
-    // Closes now; pending waits complete with operation_aborted.
+    // Closes now and drops the reference the registration held.
     void close() noexcept;
+    // The server's epoll set reported these events for this connection.
+    void on_event(std::uint32_t events);
     // Graceful stop: close if idle, otherwise finish the current response
     // and close after it.
     void drain() noexcept;
@@ -95,13 +87,9 @@ public:
     void on_timeout() noexcept;
 
 private:
-    static status on_perform(reactor_op* op) noexcept;
-    static void on_complete(void* owner, net::detail::scheduler_operation* op, const error_code&,
-                            std::size_t);
-    void start_wait(bool write);
     void wait_read();
     void wait_write();
-    void on_ready(error_code ec, bool write);
+    void readable();
     void do_read();
     // Parses and answers what [p, p+n) holds, then flushes.
     void consume(const char* p, std::size_t n);
@@ -120,6 +108,7 @@ private:
     void linger();
     template <void (connection::*Fn)()>
     void post();
+    friend class server::impl;
     static void append(void* self, std::string_view bytes, beast_error& ec);
     flight& fl();
     void drop_flight() noexcept;
@@ -128,7 +117,6 @@ private:
     void schedule(wait_list l);
 
     server::impl& srv_;
-    reactor::per_descriptor_data rd_ = nullptr;  // Asio's state for fd_
     std::unique_ptr<flight> fl_;
     const listener_info* where_;
 
@@ -150,8 +138,11 @@ private:
     bool closing_ = false;        // close after the current response
     bool draining_ = false;       // graceful stop: close once idle
     bool linger_ = false;         // unread input may remain: drain before close
-    bool waiting_write_ = false;  // what the one pending wait is for
-    bool more_input_ = false;     // the last recv filled the buffer: more may wait
+    // Edge-triggered readiness, remembered until a system call says otherwise.
+    bool readable_ = false;  // recv may return data or EOF
+    bool writable_ = false;  // send may take bytes
+    bool eof_ = false;       // the peer half-closed (or the socket failed)
+    std::uint8_t wait_ = 0;  // what the connection waits for: none, read, write
 };
 
 }  // namespace detail
@@ -179,7 +170,23 @@ public:
 
     config cfg_;
     net::io_context ioc_;
-    detail::reactor& reactor_;
+
+    // The connections' epoll set (see connection), and its descriptor in the
+    // io_context, armed only when the loop is about to block.
+    int epfd_ = -1;
+    std::optional<descriptor> ep_;
+    bool ep_armed_ = false;
+    void open_epoll();
+    // Dispatches ready connection events without blocking; returns how many.
+    std::size_t poll_io();
+    void arm_io();
+    // Connection actions queued for the next turn (connection::post).
+    struct ready_item {
+        detail::connection* c;
+        void (*run)(detail::connection*);
+    };
+    std::vector<ready_item> ready_, ready_now_;
+    std::size_t run_ready();
     router router_;
     defer_queue defer_;
     stats stats_;

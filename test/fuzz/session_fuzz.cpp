@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -105,14 +106,21 @@ harness& the_server()
 
 int connect_loopback(std::uint16_t port)
 {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-        std::perror("session_fuzz: connect");
-        std::abort();
+    int fd = -1;
+    for (int attempt = 0;; ++attempt) {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0)
+            break;
+        // libFuzzer's own signals interrupt connect(): a fresh socket, again.
+        if (errno != EINTR || attempt == 10) {
+            std::perror("session_fuzz: connect");
+            std::abort();
+        }
+        ::close(fd);
     }
     timeval tv{5, 0};  // longer than every server timeout: a hang is a bug
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

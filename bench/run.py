@@ -8,7 +8,7 @@ The figure that ranks servers is the server's CPU microseconds per request
 the requests wrk completed): on 2 cores wrk saturates near the servers'
 speed, so requests/s is reported beside it, not instead.
 
-  ./dev bench            full run (about 14 minutes), writes RESULTS.md
+  ./dev bench            full run (about 16 minutes), writes RESULTS.md
   ./dev bench --report   rebuild RESULTS.md from the last run's CSVs
   ./dev bench --quick    1 round, 2 s, a subset: a smoke check, judges nothing
 """

@@ -97,6 +97,7 @@ struct flight {
     // A request spanning events: its parser, head bytes and body.
     std::optional<request_parser> parser;
     std::size_t lf_scanned = 0;  // head bytes already checked for a bare LF
+    bool partial_head = false;   // `in` holds the start of a head, waiting for its end
     std::string head;
     request req;
     request_body body;
@@ -316,6 +317,7 @@ void connection::do_read()
     if (fl_ && !fl_->in.empty()) {
         std::string data = std::move(fl_->in);
         fl_->in.clear();
+        fl_->partial_head = false;
         data.append(buf, static_cast<std::size_t>(n));
         consume(data.data(), data.size());
     } else {
@@ -455,6 +457,24 @@ void connection::consume(const char* p, std::size_t n)
     std::size_t answered = 0;
     while (n > 0 && state_ == st_reading) {
         request_parser& ps = parser();
+        if (!ps.got_some() && n < srv_.cfg_.header_limit &&
+            std::string_view(p, n).find("\r\n\r\n") == std::string_view::npos) {
+            // Only part of a head. Beast would parse its request line now
+            // and the views would point into a buffer gone by the next read:
+            // keep the bytes and parse the head whole when it is complete.
+            if (has_bare_lf(p, n)) {
+                reset_parser();
+                answer_error(400, "Bad Request");
+                break;
+            }
+            if (!fl_ || !fl_->parser)
+                srv_.parser_.reset();  // untouched; the next request gets a fresh one
+            stash_input(p, n);
+            fl_->partial_head = true;
+            n = 0;
+            schedule(wait_list::header);
+            break;
+        }
         bool had_header = ps.is_header_done();
         beast_error ec;
         const char* start = p;
@@ -800,6 +820,7 @@ void connection::answer_error(int status, std::string_view text)
     linger_ = true;
     if (fl_) {
         fl_->in.clear();
+        fl_->partial_head = false;
         fl_->parser.reset();
     }
 }
@@ -846,7 +867,7 @@ void connection::proceed()
         return linger();
     state_ = st_reading;
     if (fl_) {
-        if (fl_->parser)
+        if (fl_->parser || fl_->partial_head)
             return wait_read();  // a partial request: its timeout is already set
         if (!fl_->in.empty())
             return post<&connection::resume>();
@@ -876,6 +897,7 @@ void connection::resume()
         return proceed();
     std::string data = std::move(fl_->in);
     fl_->in.clear();
+    fl_->partial_head = false;
     consume(data.data(), data.size());
 }
 

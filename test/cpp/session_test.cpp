@@ -130,6 +130,22 @@ BOOST_AUTO_TEST_CASE(request_then_half_close_is_answered_and_closed_at_once)
     }
 }
 
+// A head split after its request line, while another connection's read
+// reuses the loop's buffer in between: the first request keeps its own path.
+BOOST_AUTO_TEST_CASE(head_split_across_reads_keeps_its_request_line)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    client a(s.port());
+    a.send("GET /first-request-path HTTP/1.1\r\nHo");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    client b(s.port());
+    BOOST_TEST(b.get("/second-request-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").status == 200);
+    a.send("st: t\r\nX-Late: 1\r\n\r\n");
+    reply r = a.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.headers["x-path"] == "/first-request-path");
+}
+
 BOOST_AUTO_TEST_CASE(pipelined_streams_and_small_responses_stay_in_order)
 {
     running_server s(running_server::quiet(), echo_routes);

@@ -95,8 +95,8 @@ server::impl::~impl()
     flush_access_log();
     if (access_owned_ && access_fd_ >= 0)
         ::close(access_fd_);
-    // Let the aborted waits run so every connection is released before the
-    // io_context and its reactor go away.
+    // Let the cancelled waits and queued connection actions run, so every
+    // reference is released before the io_context goes away.
     error_code ec;
     sweep_timer_.cancel();
     if (signals_)
@@ -569,12 +569,6 @@ void server::run()
         }
     } guard{s};
 
-    // The defer queue runs only when nothing is ready: poll() runs every
-    // ready handler and returns only after a check of the reactor found no
-    // more, poll_io() does the same for the connections; when both found
-    // nothing, one deferred task runs. The loop blocks (in the io_context,
-    // where the connections' set is one descriptor) only when the queue is
-    // empty.
     // Busy, the loop polls the connections' set every turn and the
     // io_context (accepts, timers, signals) every eighth: one epoll_wait a
     // turn, like nginx's loop. A deferred task runs only when both were

@@ -5,7 +5,6 @@
 #include "detail/clock.hpp"
 #include "detail/server_impl.hpp"
 
-#include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include <algorithm>

@@ -76,7 +76,8 @@ public:
     void drain() noexcept;
     bool idle() const noexcept;
 
-    // Intrusive reference count: pending handlers and the call stack hold one.
+    // Intrusive reference count: the epoll registration, queued actions and
+    // the call stack hold one each.
     void add_ref() noexcept { ++refs_; }
     void release() noexcept
     {
@@ -108,7 +109,6 @@ private:
     void linger();
     template <void (connection::*Fn)()>
     void post();
-    friend class server::impl;
     static void append(void* self, std::string_view bytes, beast_error& ec);
     flight& fl();
     void drop_flight() noexcept;

@@ -45,13 +45,9 @@ private:
     PyObject* header_key(std::string_view name);
     PyObject* listener_value(const listener_info& l, bool port);
     void fail(response& res, const char* what);
-
-public:
-    // Used by operator()'s scope guard.
+    // One start_response per request, reused when the application kept none.
     start_response_object* take_sr();
     void release_sr(start_response_object* sr);
-
-private:
     start_response_object* spare_sr_ = nullptr;
 
     pyb::object app_;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <exception>
@@ -69,6 +70,33 @@ std::size_t head_length(const char* begin, const char* end) noexcept
     return pos == std::string_view::npos ? all.size() : pos + 4;
 }
 
+enum class head_scan : unsigned char { partial, complete, bad };
+
+// Looks for the end of a head in [p, p+n), resuming at `from` (bytes already
+// scanned by an earlier call, so a head trickled in byte by byte costs O(n)
+// in all). On complete, `from` becomes the head's length. A bare LF is
+// refused: Beast ends a head only at CRLFCRLF, so a bare-LF head would wait
+// for the timeout (RFC 9112 section 2.2 lets us refuse it).
+head_scan scan_head(const char* p, std::size_t n, std::size_t& from) noexcept
+{
+    std::size_t i = from;
+    while (i < n) {
+        const void* lf = std::memchr(p + i, '\n', n - i);
+        if (!lf)
+            break;
+        i = static_cast<std::size_t>(static_cast<const char*>(lf) - p);
+        if (i == 0 || p[i - 1] != '\r')
+            return head_scan::bad;
+        if (i >= 3 && p[i - 2] == '\n') {
+            from = i + 1;
+            return head_scan::complete;
+        }
+        ++i;
+    }
+    from = n;
+    return head_scan::partial;
+}
+
 // A request line ending in "HTTP/d.d" CRLF: then a refused version is 505;
 // anything else Beast calls a bad version is just a bad request.
 bool well_formed_version(const char* p, std::size_t n) noexcept
@@ -78,8 +106,20 @@ bool well_formed_version(const char* p, std::size_t n) noexcept
     if (eol == std::string_view::npos || eol < 8)
         return false;
     std::string_view v = all.substr(eol - 8, 8);
+    // method SP target SP version: a space inside the target is a bad request.
+    if (std::count(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(eol), ' ') != 2)
+        return false;
     return v.substr(0, 5) == "HTTP/" && std::isdigit(static_cast<unsigned char>(v[5])) && v[6] == '.' &&
            std::isdigit(static_cast<unsigned char>(v[7])) && all.substr(0, eol).find('\n') == std::string_view::npos;
+}
+
+// What a failed handler or body answers, when its head is not sent yet.
+void internal_error(response& res)
+{
+    res.clear();
+    res.status(500);
+    res.header("Content-Type", "text/plain; charset=utf-8");
+    res.body_ref("Internal Server Error\n");
 }
 
 bool body_allowed(int status) noexcept
@@ -95,7 +135,7 @@ struct flight {
     std::string in;
     // A request spanning events: its parser, head bytes and body.
     std::optional<request_parser> parser;
-    std::size_t lf_scanned = 0;  // head bytes already checked for a bare LF
+    std::size_t scanned = 0;     // bytes of a partial head in `in` already scanned
     bool partial_head = false;   // `in` holds the start of a head, waiting for its end
     std::string head;
     request req;
@@ -314,14 +354,42 @@ void connection::do_read()
         readable_ = false;
     conn_ref hold(*this);
     if (fl_ && !fl_->in.empty()) {
-        std::string data = std::move(fl_->in);
-        fl_->in.clear();
-        fl_->partial_head = false;
-        data.append(buf, static_cast<std::size_t>(n));
-        consume(data.data(), data.size());
-    } else {
-        consume(buf, static_cast<std::size_t>(n));
+        // Only the new bytes are copied; the parse resumes in place.
+        fl_->in.append(buf, static_cast<std::size_t>(n));
+        return consume_stashed();
     }
+    std::size_t used = consume(buf, static_cast<std::size_t>(n));
+    keep_input(buf + used, static_cast<std::size_t>(n) - used);
+    flush();
+}
+
+// Parses what the flight's input holds, where it is, and keeps the rest.
+void connection::consume_stashed()
+{
+    flight& f = *fl_;
+    std::size_t used = consume(f.in.data(), f.in.size());
+    // consume() never drops the flight nor touches `in`: closing waits for flush().
+    if (closing_ || state_ == st_closed) {
+        if (used < f.in.size())
+            linger_ = true;  // unanswered input: the peer may still be sending
+        f.in.clear();
+        f.partial_head = false;
+    } else if (used) {
+        f.in.erase(0, used);
+    }
+    flush();
+}
+
+// Keeps input that consume() left, for the next event.
+void connection::keep_input(const char* p, std::size_t n)
+{
+    if (n == 0)
+        return;
+    if (closing_ || state_ == st_closed) {
+        linger_ = true;
+        return;
+    }
+    fl().in.append(p, n);
 }
 
 void connection::append(void* self_, std::string_view bytes, beast_error& ec)
@@ -379,13 +447,6 @@ void connection::append(void* self_, std::string_view bytes, beast_error& ec)
     ec = {};
 }
 
-// Keeps the input that was not consumed for the next event.
-void connection::stash_input(const char* p, std::size_t n)
-{
-    if (n)
-        fl().in.append(p, n);
-}
-
 // Copies the head r's views point into (it ends before `end`) into `store`
 // and points the views there.
 void connection::own_head(request& r, std::string& store, const char* end)
@@ -436,106 +497,158 @@ void connection::stash_request(const char* end)
     srv_.parser_.reset();
 }
 
-bool connection::has_bare_lf(const char* p, std::size_t n)
+// Parses and answers the requests [p, p+n) holds. Returns how many bytes it
+// used; the caller keeps the rest (a partial request, or pipelined requests
+// waiting for the current response) and then flushes. Never drops the
+// flight: the input may live in it.
+std::size_t connection::consume(const char* p, std::size_t n)
 {
-    std::size_t from = fl_ ? std::max<std::size_t>(fl_->lf_scanned, 1) : 1;
-    if (n && p[0] == '\n')
-        return true;
-    for (std::size_t i = from; i < n; ++i)
-        if (p[i] == '\n' && p[i - 1] != '\r')
-            return true;
-    if (fl_)
-        fl_->lf_scanned = n;
-    else if (n > 1)
-        fl().lf_scanned = n;
-    return false;
-}
-
-void connection::consume(const char* p, std::size_t n)
-{
+    const char* const begin = p;
+    // Bytes at p already scanned by an earlier call (the flight's input
+    // starts where that call stopped); zero once p moves.
+    std::size_t from = fl_ && p == fl_->in.data() ? fl_->scanned : 0;
+    if (fl_) {
+        fl_->partial_head = false;
+        fl_->scanned = 0;
+    }
     std::size_t answered = 0;
     while (n > 0 && state_ == st_reading) {
         request_parser& ps = parser();
-        if (!ps.got_some() && n < srv_.cfg_.header_limit &&
-            std::string_view(p, n).find("\r\n\r\n") == std::string_view::npos) {
-            // Only part of a head. Beast would parse its request line now
-            // and the views would point into a buffer gone by the next read:
-            // keep the bytes and parse the head whole when it is complete.
-            if (has_bare_lf(p, n)) {
-                reset_parser();
-                answer_error(400, "Bad Request");
+        const char* start = p;
+        if (!ps.got_some()) {
+            if (!start_head(p, n, from))
                 break;
-            }
-            if (!fl_ || !fl_->parser)
-                srv_.parser_.reset();  // untouched; the next request gets a fresh one
-            stash_input(p, n);
-            fl_->partial_head = true;
-            n = 0;
-            schedule(wait_list::header);
-            break;
+            if (n == 0 || (fl_ && fl_->partial_head))
+                break;  // used up, or waiting for the rest of a head
         }
         bool had_header = ps.is_header_done();
         beast_error ec;
-        const char* start = p;
+        ps.input(p, p + n);
         std::size_t used = ps.put(net::const_buffer(p, n), ec);
         p += used;
         n -= used;
+        if (used)
+            from = 0;
         if (ec == http::error::need_more)
             ec = {};
         if (ec) {
-            int status = 400;
-            std::string_view text = "Bad Request";
-            if (ec == http::error::header_limit ||
-                ps.why() == request_parser::verdict::line_too_long) {
-                status = 431;
-                text = "Request Header Fields Too Large";
-            } else if (ps.why() == request_parser::verdict::uri_too_long) {
-                status = 414;
-                text = "URI Too Long";
-            } else if ((ec == http::error::bad_version && well_formed_version(start, n + used)) ||
-                       ps.why() == request_parser::verdict::bad_version) {
-                status = 505;
-                text = "HTTP Version Not Supported";
-            } else if (ec == http::error::body_limit) {
-                status = 413;
-                text = "Content Too Large";
-            }
-            reset_parser();
-            answer_error(status, text);
+            refuse(ec, start, static_cast<std::size_t>(p - start) + n);
             break;
         }
         if (!had_header && ps.is_header_done() && !begin_body()) {
             reset_parser();
             break;
         }
-        if (!ps.is_header_done() && has_bare_lf(p, n)) {
-            // Beast ends a head only at CRLFCRLF: a bare-LF head would wait
-            // for the timeout. RFC 9112 section 2.2 lets us refuse it.
-            reset_parser();
-            answer_error(400, "Bad Request");
-            break;
-        }
         if (!ps.is_done()) {
-            // Header or body incomplete: keep both for the next read.
+            // Body incomplete. What Beast left unparsed is a chunk-size line
+            // or the trailer section, never body bytes: bound it.
+            if (!bounded_stall(p, n, from))
+                break;
             stash_request(p + n);
-            stash_input(p, n);
-            n = 0;
-            schedule(fl_->parser->is_header_done() ? wait_list::io : wait_list::header);
+            fl_->scanned = from;
+            schedule(wait_list::io);
             break;
         }
         dispatch();
         reset_parser();
-        if (fl_)
-            fl_->lf_scanned = 0;
-        if (state_ != st_reading || closing_ || ++answered >= srv_.cfg_.max_pipelined) {
-            stash_input(p, n);
-            n = 0;
+        if (state_ != st_reading || closing_ || ++answered >= srv_.cfg_.max_pipelined)
             break;
-        }
     }
-    if (state_ == st_reading && n)
-        stash_input(p, n);
-    flush();
+    return static_cast<std::size_t>(p - begin);
+}
+
+// At the start of a request: skips empty lines before it (RFC 9112 section
+// 2.2: ignore at least one, as after a body sent with a stray CRLF), then lets
+// Beast see the head only once it is whole, so no view ever points into a
+// buffer the next read reuses. Returns false when it answered an error.
+bool connection::start_head(const char*& p, std::size_t& n, std::size_t& from)
+{
+    while (n >= 2 && p[0] == '\r' && p[1] == '\n') {
+        p += 2;
+        n -= 2;
+        from = from > 2 ? from - 2 : 0;
+    }
+    if (n == 0)
+        return true;
+    switch (scan_head(p, n, from)) {
+    case head_scan::bad:
+        reset_parser();
+        answer_error(400);
+        return false;
+    case head_scan::partial:
+        if (n >= srv_.cfg_.header_limit) {
+            reset_parser();
+            answer_error(431);
+            return false;
+        }
+        if (!fl_ || !fl_->parser)
+            srv_.parser_.reset();  // untouched; the next request gets a fresh one
+        fl().partial_head = true;
+        fl_->scanned = from;  // set after consume() cleared it: p is where `in` will start
+        schedule(wait_list::header);
+        return true;
+    case head_scan::complete:
+        // The trailer section, if any, shares the head's budget.
+        parser().trailer_budget(srv_.cfg_.header_limit - std::min(from, srv_.cfg_.header_limit));
+        return true;
+    }
+    return true;
+}
+
+// Beast parses a chunk-size line, or the trailer section after the last
+// chunk, only once it is whole, and leaves it unconsumed until then: bound
+// what that makes us hold (a chunk line by header_line_limit, trailers by
+// what header_limit leaves after the head), and refuse a bare LF there, which
+// Beast would pass over while it waits for a CRLF. `from` is how much of
+// [p, p+n) an earlier call checked; it becomes n.
+bool connection::bounded_stall(const char* p, std::size_t n, std::size_t& from)
+{
+    const std::size_t line_limit = srv_.cfg_.header_line_limit;
+    // The first line ended after the CRLF that closes the previous chunk's
+    // data: only the last chunk's line stalls once whole, so trailers follow.
+    std::size_t look = std::min(n, line_limit + 2);
+    bool trailers = look > 2 && std::memchr(p + 2, '\n', look - 2) != nullptr;
+    std::size_t limit = trailers ? parser().trailer_left() + line_limit : line_limit;
+    int status = trailers ? 431 : 400;
+    if (n <= limit) {
+        status = 0;
+        for (std::size_t i = from; i < n; ++i) {
+            const void* lf = std::memchr(p + i, '\n', n - i);
+            if (!lf)
+                break;
+            i = static_cast<std::size_t>(static_cast<const char*>(lf) - p);
+            if (i == 0 || p[i - 1] != '\r') {
+                status = 400;
+                break;
+            }
+        }
+        from = n;
+    }
+    if (!status)
+        return true;
+    reset_parser();
+    answer_error(status);
+    return false;
+}
+
+// Answers a request the parser refused, with the status its reason calls for.
+void connection::refuse(beast_error ec, const char* start, std::size_t n)
+{
+    request_parser& ps = parser();
+    int status = 400;
+    using v = request_parser::verdict;
+    if (ec == http::error::header_limit || ps.why() == v::line_too_long || ps.why() == v::too_large)
+        status = 431;
+    else if (ps.why() == v::uri_too_long)
+        status = 414;
+    else if ((ec == http::error::bad_version && well_formed_version(start, n)) || ps.why() == v::bad_version)
+        status = 505;
+    else if (ec == http::error::body_limit)
+        status = 413;
+    else if (ps.why() == v::not_implemented)
+        status = 501;
+    reset_parser();
+    answer_error(status);
 }
 
 // The head is complete: route, refuse early, answer Expect: 100-continue.
@@ -551,7 +664,7 @@ bool connection::begin_body()
     if (!m.target) {
         // Do not read a body nobody wants.
         ++srv_.stats_.not_found;
-        answer_error(404, "Not Found");
+        answer_error(404);
         return false;
     }
     if (ps.expect_continue() && req.version_ == 11 && ps.body_bytes() == 0)
@@ -566,6 +679,10 @@ void connection::dispatch()
     request_body& body = slow ? fl_->body : srv_.body_;
     if (body.fd_ < 0 && !body.view_.data())
         body.view_ = body.mem_;
+    // Every view the handler sees lies in memory this request owns: the
+    // flight's copy of the head, or the input being parsed right now.
+    assert(slow ? request_parser::owns_views(req, fl_->head.data(), fl_->head.data() + fl_->head.size())
+                : request_parser::owns_views(req, parser().input_begin(), parser().input_end()));
     req.body_ = &body;
     req.listener_ = where_;
     req.fd_ = fd_;
@@ -591,18 +708,20 @@ void connection::dispatch()
         } catch (const std::exception& e) {
             ++srv_.stats_.handler_errors;
             log_error(std::string("handler for ") + std::string(req.target_) + " failed: " + e.what());
-            res.clear();
-            res.status(500);
-            res.header("Content-Type", "text/plain; charset=utf-8");
-            res.body_ref("Internal Server Error\n");
+            internal_error(res);
         } catch (...) {
             ++srv_.stats_.handler_errors;
             log_error("handler for " + std::string(req.target_) + " failed");
-            res.clear();
-            res.status(500);
-            res.header("Content-Type", "text/plain; charset=utf-8");
-            res.body_ref("Internal Server Error\n");
+            internal_error(res);
         }
+    }
+    if (res.status_ < 200) {
+        // A 1xx is never a final answer: the client would take the next
+        // response for this request's, and after 101 expect another protocol.
+        ++srv_.stats_.handler_errors;
+        log_error("handler for " + std::string(req.target_) + " answered " + std::to_string(res.status_) +
+                  ", which is not a final status; sent 500");
+        internal_error(res);
     }
     emit(req, res);
 }
@@ -644,10 +763,7 @@ void connection::emit(request& req, response& res)
                     ++srv_.stats_.handler_errors;
                     log_error("response body for " + std::string(req.target_) + " failed: " + e.what());
                     stage.clear();
-                    res.clear();
-                    res.status(500);
-                    res.header("Content-Type", "text/plain; charset=utf-8");
-                    res.body_ref("Internal Server Error\n");
+                    internal_error(res);
                     continue;
                 }
                 if (source_done)
@@ -787,8 +903,11 @@ void connection::emit(request& req, response& res)
     res.clear();
 }
 
-void connection::answer_error(int status, std::string_view text)
+// A stock answer for a request we refuse, then close: the rest of the input
+// is discarded by the caller (it may be the buffer being parsed).
+void connection::answer_error(int status)
 {
+    std::string_view text = reason_phrase(status);
     auto& st = srv_.stats_;
     switch (status) {
     case 400: ++st.bad_requests; break;
@@ -818,7 +937,6 @@ void connection::answer_error(int status, std::string_view text)
     closing_ = true;
     linger_ = true;
     if (fl_) {
-        fl_->in.clear();
         fl_->partial_head = false;
         fl_->parser.reset();
     }
@@ -862,7 +980,10 @@ void connection::proceed()
         state_ = st_writing;
         return pump();
     }
-    if (closing_ || draining_)
+    // A graceful stop lets a request whose bytes are arriving finish (its
+    // answer will say Connection: close); an idle connection closes.
+    bool mid_request = fl_ && (fl_->parser || fl_->partial_head);
+    if (closing_ || (draining_ && !mid_request))
         return linger();
     state_ = st_reading;
     if (fl_) {
@@ -894,10 +1015,7 @@ void connection::resume()
 {
     if (!fl_ || fl_->in.empty() || state_ != st_reading)
         return proceed();
-    std::string data = std::move(fl_->in);
-    fl_->in.clear();
-    fl_->partial_head = false;
-    consume(data.data(), data.size());
+    consume_stashed();
 }
 
 void connection::pump()

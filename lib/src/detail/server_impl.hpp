@@ -92,16 +92,19 @@ private:
     void wait_write();
     void readable();
     void do_read();
-    // Parses and answers what [p, p+n) holds, then flushes.
-    void consume(const char* p, std::size_t n);
-    void stash_input(const char* p, std::size_t n);
-    bool has_bare_lf(const char* p, std::size_t n);
+    // Parses and answers what [p, p+n) holds; returns the bytes used.
+    std::size_t consume(const char* p, std::size_t n);
+    void consume_stashed();
+    void keep_input(const char* p, std::size_t n);
+    bool start_head(const char*& p, std::size_t& n, std::size_t& from);
+    bool bounded_stall(const char* p, std::size_t n, std::size_t& from);
+    void refuse(beast_error ec, const char* start, std::size_t n);
     void stash_request(const char* end);
     static void own_head(request& r, std::string& store, const char* end);
     bool begin_body();
     void dispatch();
     void emit(request& req, response& res);
-    void answer_error(int status, std::string_view text);
+    void answer_error(int status);
     void flush();
     void proceed();
     void pump();

@@ -21,6 +21,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"fapws: error: {message}\n")
 
 
+def _rate(text):
+    """A size where 0 means off."""
+    return 0 if text.strip() == "0" else _size(text)
+
+
 def _size(text):
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = text.strip().lower().rstrip("b")
@@ -97,6 +102,8 @@ def build_parser():
                    help="request body (413 above)")
     p.add_argument("--limit-body-memory", type=_size, default=d["body_memory_limit"], metavar="BYTES",
                    help="bodies above this are spooled to a temporary file")
+    p.add_argument("--limit-body-rate", type=_rate, default=d["body_min_rate"], metavar="BYTES",
+                   help="a body must average this many bytes/s once --timeout-io has passed (0: off)")
     p.add_argument("--limit-pipeline", type=int, default=d["max_pipelined"], metavar="N",
                    help="pipelined responses batched into one write")
     p.add_argument("--limit-defer", type=int, default=d["defer_limit"], metavar="N", help="defer queue size")
@@ -163,6 +170,7 @@ def main(argv=None):
             header_line_limit=args.limit_header_line,
             body_limit=args.limit_body,
             body_memory_limit=args.limit_body_memory,
+            body_min_rate=args.limit_body_rate,
             max_pipelined=args.limit_pipeline,
             defer_limit=args.limit_defer,
             block_size=args.block_size,

@@ -125,6 +125,7 @@ void bind_server(pyb::module_& m)
         d["header_timeout"] = c.header_timeout.count() / 1000.0;
         d["keepalive_timeout"] = c.keepalive_timeout.count() / 1000.0;
         d["io_timeout"] = c.io_timeout.count() / 1000.0;
+        d["body_min_rate"] = c.body_min_rate;
         d["shutdown_timeout"] = c.shutdown_timeout.count() / 1000.0;
         d["defer_limit"] = c.defer_limit;
         d["backlog"] = c.backlog;
@@ -154,7 +155,7 @@ void bind_server(pyb::module_& m)
                           std::size_t body_memory_limit, std::string spool_dir, std::size_t block_size,
                           std::size_t max_pipelined, double header_timeout, double keepalive_timeout,
                           double io_timeout, double shutdown_timeout, std::size_t defer_limit, int backlog,
-                          std::string server_header) {
+                          std::string server_header, std::uint32_t body_min_rate) {
                  config c;
                  c.header_limit = header_limit;
                  c.header_line_limit = header_line_limit;
@@ -166,6 +167,7 @@ void bind_server(pyb::module_& m)
                  c.header_timeout = ms(header_timeout);
                  c.keepalive_timeout = ms(keepalive_timeout);
                  c.io_timeout = ms(io_timeout);
+                 c.body_min_rate = body_min_rate;
                  c.shutdown_timeout = ms(shutdown_timeout);
                  c.defer_limit = defer_limit;
                  c.backlog = backlog;
@@ -181,7 +183,7 @@ void bind_server(pyb::module_& m)
              pyb::arg("header_timeout") = 30.0, pyb::arg("keepalive_timeout") = 75.0,
              pyb::arg("io_timeout") = 60.0, pyb::arg("shutdown_timeout") = 10.0,
              pyb::arg("defer_limit") = config{}.defer_limit, pyb::arg("backlog") = config{}.backlog,
-             pyb::arg("server_header") = "fapws")
+             pyb::arg("server_header") = "fapws", pyb::arg("body_min_rate") = config{}.body_min_rate)
         .def("listen",
              [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme) {
                  listen_options o;

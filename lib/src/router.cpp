@@ -17,18 +17,37 @@ std::string normalise(std::string prefix)
 
 }  // namespace
 
-void router::mount(std::string prefix, handler h)
+bool route_options::allows(std::string_view method) const noexcept
+{
+    if (methods.empty())
+        return true;
+    return std::find(methods.begin(), methods.end(), method) != methods.end();
+}
+
+std::string route_options::allow_header() const
+{
+    std::string out;
+    for (const auto& m : methods) {
+        if (!out.empty())
+            out += ", ";
+        out += m;
+    }
+    return out;
+}
+
+void router::mount(std::string prefix, handler h, route_options opt)
 {
     prefix = normalise(std::move(prefix));
     for (auto& r : routes_) {
-        if (r.prefix == prefix) {
-            r.h = std::move(h);
+        if (r->prefix == prefix) {
+            r->h = std::move(h);
+            r->opt = std::move(opt);
             return;
         }
     }
-    routes_.push_back({std::move(prefix), std::move(h)});
+    routes_.push_back(std::make_unique<route>(route{std::move(prefix), std::move(h), std::move(opt)}));
     std::stable_sort(routes_.begin(), routes_.end(),
-                     [](const route& a, const route& b) { return a.prefix.size() > b.prefix.size(); });
+                     [](const auto& a, const auto& b) { return a->prefix.size() > b->prefix.size(); });
 }
 
 void router::fallback(handler h)
@@ -38,16 +57,17 @@ void router::fallback(handler h)
 
 router::match router::find(std::string_view path) const noexcept
 {
-    for (const auto& r : routes_) {
+    for (const auto& node : routes_) {
+        const route& r = *node;
         const std::string& p = r.prefix;
         if (path.size() < p.size() || path.compare(0, p.size(), p) != 0)
             continue;
         // Whole segments only: "/hello" takes "/hello" and "/hello/x".
         if (path.size() == p.size() || path[p.size()] == '/' || p.empty())
-            return {&r.h, p.size()};
+            return {&r.h, p.size(), &r.opt};
     }
     if (fallback_)
-        return {&fallback_, 0};
+        return {&fallback_, 0, &fallback_opt_};
     return {};
 }
 

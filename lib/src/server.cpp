@@ -435,9 +435,9 @@ listener_info server::listen_fd(int fd, const listen_options& opt)
     return info;
 }
 
-void server::route(std::string prefix, handler h)
+void server::route(std::string prefix, handler h, route_options opt)
 {
-    impl_->router_.mount(std::move(prefix), std::move(h));
+    impl_->router_.mount(std::move(prefix), std::move(h), std::move(opt));
 }
 
 void server::fallback(handler h)
@@ -447,7 +447,8 @@ void server::fallback(handler h)
 
 void server::static_files(std::string prefix, const std::string& root, const static_options& opt)
 {
-    impl_->router_.mount(std::move(prefix), fapws::static_files(root, opt));
+    // Only GET and HEAD: an upload is refused before its body is read.
+    impl_->router_.mount(std::move(prefix), fapws::static_files(root, opt), route_options{{"GET", "HEAD"}});
 }
 
 timer server::add_timer(std::chrono::milliseconds interval, std::function<void()> callback)

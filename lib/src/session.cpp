@@ -135,7 +135,8 @@ struct flight {
     std::string in;
     // A request spanning events: its parser, head bytes and body.
     std::optional<request_parser> parser;
-    std::size_t scanned = 0;     // bytes of a partial head in `in` already scanned
+    std::size_t scanned = 0;     // bytes at the start of `in` already scanned
+    std::int64_t body_since = 0;  // now_ms() when the body began to arrive
     bool partial_head = false;   // `in` holds the start of a head, waiting for its end
     std::string head;
     request req;
@@ -546,6 +547,8 @@ std::size_t connection::consume(const char* p, std::size_t n)
                 break;
             stash_request(p + n);
             fl_->scanned = from;
+            if (too_slow())
+                break;
             schedule(wait_list::io);
             break;
         }
@@ -631,6 +634,29 @@ bool connection::bounded_stall(const char* p, std::size_t n, std::size_t& from)
     return false;
 }
 
+// The body's average rate, checked on each read once io_timeout has passed
+// since it began (config::body_min_rate): a trickle gets 408 and a close.
+bool connection::too_slow()
+{
+    const std::uint32_t rate = srv_.cfg_.body_min_rate;
+    if (!rate)
+        return false;
+    const std::int64_t now = now_ms();
+    flight& f = *fl_;
+    if (!f.body_since) {
+        f.body_since = now;
+        return false;
+    }
+    const std::int64_t allowed = srv_.cfg_.io_timeout.count() +
+                                 static_cast<std::int64_t>(f.parser->body_bytes() * 1000 / rate);
+    if (now - f.body_since <= allowed)
+        return false;
+    ++srv_.stats_.timeouts_io;
+    reset_parser();
+    answer_error(408);
+    return true;
+}
+
 // Answers a request the parser refused, with the status its reason calls for.
 void connection::refuse(beast_error ec, const char* start, std::size_t n)
 {
@@ -665,6 +691,10 @@ bool connection::begin_body()
         // Do not read a body nobody wants.
         ++srv_.stats_.not_found;
         answer_error(404);
+        return false;
+    }
+    if (!m.options->allows(req.method_)) {
+        answer_error(405, "Allow: " + m.options->allow_header() + "\r\n");
         return false;
     }
     if (ps.expect_continue() && req.version_ == 11 && ps.body_bytes() == 0)
@@ -905,7 +935,7 @@ void connection::emit(request& req, response& res)
 
 // A stock answer for a request we refuse, then close: the rest of the input
 // is discarded by the caller (it may be the buffer being parsed).
-void connection::answer_error(int status)
+void connection::answer_error(int status, std::string_view fields)
 {
     std::string_view text = reason_phrase(status);
     auto& st = srv_.stats_;
@@ -929,6 +959,7 @@ void connection::answer_error(int status)
         out.append("\r\n");
     }
     out.append(date_line());
+    out.append(fields);
     out.append("Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     append_uint(out, text.size() + 1);
     out.append("\r\nConnection: close\r\n\r\n");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -309,6 +310,69 @@ bool normalise_path(std::string_view raw, std::string& out)
     return true;
 }
 
+namespace {
+
+struct byte_range {
+    int status = 200;  // 200: ignore the header; 206: [first, last]; 416
+    std::uint64_t first = 0, last = 0;
+};
+
+bool parse_digits(std::string_view s, std::uint64_t& v) noexcept
+{
+    if (s.empty())
+        return false;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+// One byte range (RFC 9110 section 14.1.1): "bytes=FIRST-[LAST]" or
+// "bytes=-SUFFIX", digits only. Anything else, several ranges included, is
+// ignored (200), as the RFC allows. A zero-length file satisfies no range.
+byte_range parse_range(std::string_view header, std::uint64_t size) noexcept
+{
+    byte_range r;
+    if (header.size() < 6 || !boost::beast::iequals(header.substr(0, 6), "bytes="))
+        return r;
+    std::string_view spec = header.substr(6);
+    while (!spec.empty() && (spec.front() == ' ' || spec.front() == '\t'))
+        spec.remove_prefix(1);
+    while (!spec.empty() && (spec.back() == ' ' || spec.back() == '\t'))
+        spec.remove_suffix(1);
+    auto dash = spec.find('-');
+    if (dash == std::string_view::npos)
+        return r;
+    std::uint64_t first = 0, last = 0;
+    if (dash == 0) {
+        if (!parse_digits(spec.substr(1), last))
+            return r;
+        if (last == 0 || size == 0) {
+            r.status = 416;
+            return r;
+        }
+        r.first = last >= size ? 0 : size - last;
+        r.last = size - 1;
+        r.status = 206;
+        return r;
+    }
+    if (!parse_digits(spec.substr(0, dash), first))
+        return r;
+    std::string_view rest = spec.substr(dash + 1);
+    if (rest.empty())
+        last = UINT64_MAX;
+    else if (!parse_digits(rest, last) || last < first)
+        return r;
+    if (first >= size) {
+        r.status = 416;
+        return r;
+    }
+    r.first = first;
+    r.last = std::min(last, size - 1);
+    r.status = 206;
+    return r;
+}
+
+}  // namespace
+
 static_files::static_files(const std::string& root, static_options opt)
 {
     char real[PATH_MAX];
@@ -340,8 +404,14 @@ void static_files::operator()(const request& req, response& res) const
     if (is_dir) {
         std::string_view raw = req.path();
         if (raw.empty() || raw.back() != '/') {
-            // "/docs" -> "/docs/" so relative links resolve.
-            std::string loc = std::string(raw) + "/";
+            // "/docs" -> "/docs/" so relative links resolve. Runs of '/'
+            // are folded: "//evil.com" must not become a network-path
+            // reference (an open redirect).
+            std::string loc;
+            for (char ch : raw)
+                if (ch != '/' || loc.empty() || loc.back() != '/')
+                    loc.push_back(ch);
+            loc += "/";
             if (!req.query().empty())
                 loc += "?" + std::string(req.query());
             res.status(301);
@@ -445,42 +515,18 @@ void static_files::operator()(const request& req, response& res) const
             // Strong comparison for an entity tag; exact match for a date.
             honour = if_range.front() == '"' ? if_range == etag : if_range == body->last_modified;
         }
-        if (honour && range.substr(0, 6) == "bytes=" && range.find(',') == std::string_view::npos) {
-            std::string spec(range.substr(6));
-            auto dash = spec.find('-');
-            char* e1 = nullptr;
-            char* e2 = nullptr;
-            bool ok = dash != std::string::npos;
-            std::uint64_t first = 0, last = size ? size - 1 : 0;
-            if (ok && dash == 0) {  // suffix: the last N bytes
-                unsigned long long n = std::strtoull(spec.c_str() + 1, &e2, 10);
-                ok = spec.size() > 1 && *e2 == '\0';
-                if (ok && n == 0) {
-                    status = 416;
-                } else if (ok) {
-                    first = n >= size ? 0 : size - n;
-                }
-            } else if (ok) {
-                first = std::strtoull(spec.c_str(), &e1, 10);
-                ok = e1 == spec.c_str() + dash;
-                if (ok && dash + 1 < spec.size()) {
-                    last = std::strtoull(spec.c_str() + dash + 1, &e2, 10);
-                    ok = *e2 == '\0' && last >= first;
-                    if (ok && last >= size)
-                        last = size ? size - 1 : 0;
-                }
-                if (ok && first >= size)
-                    status = 416;
-            }
-            if (ok && status != 416) {
-                status = 206;
-                offset = first;
-                length = last - first + 1;
-            } else if (ok && status == 416) {
+        if (honour) {
+            byte_range r = parse_range(range, size);
+            if (r.status == 416) {
                 res.status(416);
                 res.header("Content-Range", "bytes */" + std::to_string(size));
                 common();
                 return;
+            }
+            if (r.status == 206) {
+                status = 206;
+                offset = r.first;
+                length = r.last - r.first + 1;
             }
         }
     }

@@ -4,6 +4,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <boost/asio/post.hpp>
+
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -430,6 +433,120 @@ BOOST_AUTO_TEST_CASE(counters_count)
     BOOST_TEST(st.requests == 2u);
     BOOST_TEST(st.connections_accepted == 1u);
     BOOST_TEST(st.bytes_out > 100u);
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_upload_arriving_at_graceful_stop_is_answered)
+{
+    auto srv = std::make_unique<running_server>(running_server::quiet(), echo_routes);
+    client c(srv->port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::thread stopper([&] { srv.reset(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    c.send("world");
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == "helloworld");
+    BOOST_TEST(r.headers["connection"] == "close");
+    stopper.join();
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_body_trickled_below_the_minimum_rate_gets_408)
+{
+    config cfg = running_server::quiet();
+    cfg.io_timeout = std::chrono::milliseconds(300);
+    cfg.body_min_rate = 1000;
+    running_server s(cfg, echo_routes);
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    // A byte every 50 ms: never idle for io_timeout, but far below 1000 B/s.
+    for (int i = 0; i < 40; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        try {
+            c.send("x");
+        } catch (...) {
+            break;
+        }
+    }
+    reply r = c.read();
+    BOOST_TEST(r.status == 408);
+    BOOST_TEST(c.closed_by_peer());
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_informational_status_from_a_handler_becomes_500)
+{
+    running_server s(running_server::quiet(), [](server& srv) {
+        hello(srv);
+        srv.route("/early", [](const request&, response& res) { res.status(101); });
+    });
+    client c(s.port());
+    c.send("GET /early HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    BOOST_TEST(c.read().status == 500);
+    reply next = c.read();
+    BOOST_TEST(next.status == 200);
+    BOOST_TEST(next.body == "Hello, World!");
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_trailers_never_reach_the_handler)
+{
+    running_server s(running_server::quiet(), [](server& srv) {
+        srv.route("/", [](const request& req, response& res) {
+            std::string out;
+            for (const auto& f : req.fields())
+                out += std::string(f.name) + "=" + std::string(f.value) + ";";
+            res.body(std::move(out));
+        });
+    });
+    client c(s.port());
+    c.send("POST / HTTP/1.1\r\nHost: good\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "3\r\nabc\r\n0\r\nHost: evil\r\nCookie: a=b\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == "Host=good;Transfer-Encoding=chunked;");
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_obs_fold_with_a_later_body_is_refused_not_a_crash)
+{
+    running_server s(running_server::quiet(), echo_routes);
+    for (int i = 0; i < 3; ++i) {
+        client c(s.port());
+        c.send("GET /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nRange: " + std::string(1500, 'a') +
+               "\r\n " + std::string(1500, 'b') + "\r\n\r\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        try {
+            c.send("hello");
+        } catch (...) {
+        }
+        BOOST_TEST(c.read().status == 400);
+    }
+    client after(s.port());
+    BOOST_TEST(after.get("/").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_route_mounted_while_a_body_arrives_keeps_its_handler)
+{
+    // The router handed out pointers into a vector that push_back moved: a
+    // use-after-free under ASan once a route was mounted mid-request.
+    std::atomic<bool> mounted{false};
+    server* srvp = nullptr;
+    running_server s(running_server::quiet(), [&](server& srv) {
+        srvp = &srv;
+        echo_routes(srv);
+    });
+    client c(s.port());
+    c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    boost::asio::post(srvp->context(), [&] {
+        for (int i = 0; i < 64; ++i)
+            srvp->route("/r" + std::to_string(i), [](const request&, response&) {});
+        mounted = true;
+    });
+    while (!mounted)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    c.send("world");
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == "helloworld");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -177,4 +177,48 @@ BOOST_AUTO_TEST_CASE(bad_root_is_setup_error)
     BOOST_CHECK_THROW(static_files("/no/such/dir"), setup_error);
 }
 
+BOOST_AUTO_TEST_CASE(issue_9_upload_is_refused_before_its_body_is_read)
+{
+    tree t;
+    running_server s(running_server::quiet(), [&](server& srv) { srv.static_files("/", t.root.string()); });
+    client c(s.port());
+    c.send("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\nExpect: 100-continue\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.status == 405);  // not 100 Continue first
+    BOOST_TEST(r.headers["allow"] == "GET, HEAD");
+    BOOST_TEST(c.closed_by_peer());
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_ranges_are_parsed_strictly)
+{
+    tree t;
+    tree::write(t.root / "zero", "");
+    running_server s(running_server::quiet(), [&](server& srv) { srv.static_files("/", t.root.string()); });
+    client c(s.port());
+    reply empty = c.get("/zero", "Range: bytes=-5\r\n");
+    BOOST_TEST(empty.status == 416);
+    BOOST_TEST(empty.headers["content-range"] == "bytes */0");
+    BOOST_TEST(c.get("/zero", "Range: bytes=0-\r\n").status == 416);
+    // Not one valid byte range: ignored, the whole file (RFC 9110 section 14.2).
+    for (const char* bad : {"bytes=--5", "bytes=+5-9", "bytes=5-3", "bytes=0x1-2", "bytes=1- 2", "bytes=1-2,4-5",
+                            "items=0-1", "bytes=99999999999999999999-"}) {
+        reply r = c.get("/a.txt", std::string("Range: ") + bad + "\r\n");
+        BOOST_TEST(r.status == 200, bad);
+        BOOST_TEST(r.body == "hello static\n", bad);
+    }
+    BOOST_TEST(c.get("/a.txt", "Range: BYTES=0-0\r\n").body == "h");
+}
+
+BOOST_AUTO_TEST_CASE(issue_9_directory_redirect_never_points_off_site)
+{
+    tree t;
+    fs::create_directories(t.root / "evil.com");
+    running_server s(running_server::quiet(), [&](server& srv) { srv.static_files("/", t.root.string()); });
+    client c(s.port());
+    reply r = c.get("//evil.com");
+    BOOST_TEST(r.status == 301);
+    BOOST_TEST(r.headers["location"] == "/evil.com/");
+    BOOST_TEST(c.get("///evil.com?x=1").headers["location"] == "/evil.com/?x=1");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -37,6 +37,12 @@ struct config {
     std::chrono::milliseconds keepalive_timeout{75'000};
     // Inactivity while reading a request body or writing a response.
     std::chrono::milliseconds io_timeout{60'000};
+    // A request body must keep an average of this many bytes per second once
+    // io_timeout has passed since its head: otherwise 408 and close. Without
+    // it a body trickled at a byte every few seconds holds a connection for
+    // ever (io_timeout counts inactivity only). 500, like Apache's
+    // mod_reqtimeout MinRate; nginx and gunicorn have no such limit. 0: off.
+    std::uint32_t body_min_rate = 500;
     // Graceful stop: in-flight requests get this long to finish.
     std::chrono::milliseconds shutdown_timeout{10'000};
 

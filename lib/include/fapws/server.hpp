@@ -56,7 +56,7 @@ public:
     listener_info listen_fd(int fd, const listen_options& opt = {});
 
     // Handlers, see router.hpp. route("/", h) is the catch-all.
-    void route(std::string prefix, handler h);
+    void route(std::string prefix, handler h, route_options opt = {});
     void fallback(handler h);
     // Serves directory root under prefix with the static file handler.
     void static_files(std::string prefix, const std::string& root, const static_options& opt = {});

@@ -99,12 +99,13 @@ private:
     bool start_head(const char*& p, std::size_t& n, std::size_t& from);
     bool bounded_stall(const char* p, std::size_t n, std::size_t& from);
     void refuse(beast_error ec, const char* start, std::size_t n);
+    bool too_slow();
     void stash_request(const char* end);
     static void own_head(request& r, std::string& store, const char* end);
     bool begin_body();
     void dispatch();
     void emit(request& req, response& res);
-    void answer_error(int status);
+    void answer_error(int status, std::string_view fields = {});
     void flush();
     void proceed();
     void pump();

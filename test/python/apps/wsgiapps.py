@@ -196,3 +196,50 @@ def pid_app(environ, start_response):
     time.sleep(float(environ.get("QUERY_STRING") or 0))
     mp = "mp" if environ["wsgi.multiprocess"] else "sp"
     return _send(start_response, f"{os.getpid()} {mp}".encode())
+
+
+def corpus_app(environ, start_response):
+    """For the request corpus: every str value of the environ, and the body."""
+    out = {k: v for k, v in environ.items() if isinstance(v, str)}
+    out["body"] = environ["wsgi.input"].read().decode("latin-1")
+    return _send(start_response, json.dumps(out).encode(), "application/json")
+
+
+def hardening_app(environ, start_response):
+    """Issue 9: a 1xx status, an iterable failing on its first item, write()
+    during iteration and a write() kept from an earlier request."""
+    path = environ["PATH_INFO"]
+    if path == "/informational":
+        start_response("100 Continue", [])
+        return [b"never sent"]
+    if path == "/fail-first":
+        def gen():
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            raise ValueError("first item boom")
+            yield b"x"
+        return gen()
+    if path == "/write-during-iteration":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def gen():
+            yield b"first;"
+            try:
+                write(b"lost")
+                yield b"write accepted"
+            except RuntimeError:
+                yield b"write raised"
+        return gen()
+    if path == "/keep-write":
+        _kept.append(start_response("200 OK", [("Content-Type", "text/plain")]))
+        return [b"kept"]
+    if path == "/use-kept-write":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            _kept[-1](b"late")
+            return [b"write accepted"]
+        except RuntimeError:
+            return [b"write raised"]
+    return _send(start_response, b"ok")
+
+
+_kept = []

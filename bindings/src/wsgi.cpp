@@ -241,6 +241,14 @@ PyObject* sr_call(PyObject* self_, PyObject* args, PyObject* kwargs)
 PyObject* sr_write(PyObject* self_, PyObject* data)
 {
     auto* self = reinterpret_cast<start_response_object*>(self_);
+    // write() data is sent ahead of the body; once the head is out (the
+    // iterable is being sent, or the request is over) it would be lost.
+    if (self->committed) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "write() called after the response started (during iteration or after the request "
+                        "ended); yield the bytes from the iterable instead");
+        return nullptr;
+    }
     if (!PyBytes_Check(data)) {
         PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
         return nullptr;
@@ -556,15 +564,21 @@ private:
     PyObject* current_ = nullptr;
 };
 
+// Calls result.close() (PEP 3333) without losing the error that made us
+// close: it stays pending for the caller's log, which then shows the real
+// traceback instead of "NoneType: None".
 void call_close(PyObject* result)
 {
-    if (!PyObject_HasAttr(result, names->close))
-        return;
-    PyObject* r = PyObject_CallMethodNoArgs(result, names->close);
-    if (r)
-        Py_DECREF(r);
-    else
-        log_python_error("close() of the response iterable");
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (PyObject_HasAttr(result, names->close)) {
+        PyObject* r = PyObject_CallMethodNoArgs(result, names->close);
+        if (r)
+            Py_DECREF(r);
+        else
+            log_python_error("close() of the response iterable");
+    }
+    PyErr_Restore(t, v, tb);
 }
 
 // Hands the status line and headers to the core; false with a Python error set.
@@ -712,6 +726,7 @@ void wsgi_app::release_sr(start_response_object* sr)
         spare_sr_ = sr;
         return;
     }
+    sr->committed = 1;    // the request is over for a write() the app kept
     Py_CLEAR(sr->write);  // breaks the cycle; a write() kept by the app keeps sr
     Py_DECREF(o);
 }

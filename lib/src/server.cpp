@@ -124,8 +124,8 @@ void server::impl::open_epoll()
 
 std::size_t server::impl::poll_io()
 {
-    epoll_event evs[128];
-    int n = ::epoll_wait(epfd_, evs, 128, 0);
+    epoll_event evs[poll_batch];
+    int n = ::epoll_wait(epfd_, evs, poll_batch, 0);
     if (n <= 0)
         return 0;
     // A connection may close another one of this batch (a handler stopping
@@ -575,15 +575,24 @@ void server::run()
     // turn, like nginx's loop. A deferred task runs only when both were
     // found empty; with none queued, the loop goes straight to run_one(),
     // which runs what the io_context has ready or blocks.
+    //
+    // Woken from a block by a handful of events and done with them, the loop
+    // blocks again at once instead of polling the set once more: anything
+    // that arrived meanwhile already raised the set's edge in the io_context.
+    // A client trickling bytes then costs one epoll_wait and one recv a byte
+    // (plus Asio's re-arm), not two polls of an empty set (issue #9).
     unsigned turn = 0;
+    bool woke = false;
     while (!s.stopped_) {
-        std::size_t n = s.poll_io();
-        n += s.run_ready();
+        std::size_t events = s.poll_io();
+        std::size_t n = events + s.run_ready();
         if (s.stopped_)
             break;
-        if (n && ++turn % 8 != 0)
+        bool settled = woke && events < impl::poll_batch && s.ready_.empty() && s.defer_.empty();
+        woke = false;
+        if (n && !settled && ++turn % 8 != 0)
             continue;
-        if (n || !s.defer_.empty()) {
+        if ((n && !settled) || !s.defer_.empty()) {
             n += s.ioc_.poll();
             if (s.stopped_)
                 break;
@@ -605,6 +614,7 @@ void server::run()
         if (s.before_wait_)
             s.before_wait_();
         s.ioc_.run_one();
+        woke = true;
         if (s.after_wait_)
             s.after_wait_();
     }

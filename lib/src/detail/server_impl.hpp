@@ -181,7 +181,9 @@ public:
     std::optional<descriptor> ep_;
     bool ep_armed_ = false;
     void open_epoll();
-    // Dispatches ready connection events without blocking; returns how many.
+    // Dispatches ready connection events without blocking, at most
+    // poll_batch; returns how many.
+    static constexpr std::size_t poll_batch = 128;
     std::size_t poll_io();
     void arm_io();
     // Connection actions queued for the next turn (connection::post).

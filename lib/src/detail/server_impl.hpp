@@ -1,9 +1,9 @@
-// Private: the server's state and the per-connection session. Never installed.
+// Private: the server's state. Never installed.
 #pragma once
 
 #include <fapws/server.hpp>
 
-#include "parser.hpp"
+#include "connection.hpp"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,140 +16,6 @@
 #include <vector>
 
 namespace fapws {
-
-namespace net = boost::asio;
-using error_code = boost::system::error_code;
-using executor = net::io_context::executor_type;
-using descriptor = net::posix::basic_stream_descriptor<executor>;
-using steady_timer = net::basic_waitable_timer<std::chrono::steady_clock,
-                                               net::wait_traits<std::chrono::steady_clock>, executor>;
-
-namespace detail {
-
-class connection;
-class listener;
-struct timer_state;
-struct flight;
-
-// Connections waiting on the same timeout, oldest deadline first. Each list
-// has one timeout, so appending keeps it sorted; one server timer serves all.
-enum class wait_list : unsigned char { header = 0, keepalive = 1, io = 2, linger = 3, none = 4 };
-
-struct timeout_list {
-    connection* head = nullptr;
-    connection* tail = nullptr;
-    std::uint32_t timeout_ms = 0;
-    std::size_t size = 0;
-};
-
-// Milliseconds left before c's deadline on its list; <= 0 when due. Stamps
-// wrap every 49 days; timeouts are capped at 24 days so the signed
-// difference stays exact.
-inline std::int64_t remaining_ms(std::uint32_t enqueued, std::uint32_t timeout, std::uint32_t now) noexcept
-{
-    return std::int64_t(timeout) - std::int32_t(now - enqueued);
-}
-
-// Per-request state kept while a request spans more than one I/O event: a
-// partial head or body, a response still being written. Absent while idle.
-struct flight;
-
-// Connections live in the server's own epoll set, registered once,
-// edge-triggered, for EPOLLIN | EPOLLOUT | EPOLLRDHUP: no system call to wait,
-// and the peer's half-close is seen even when it came with the last data.
-// (Asio's async_wait re-arms with epoll_ctl on every wait; a reactor
-// operation cannot see EPOLLRDHUP.) The loop polls that set beside the
-// io_context and blocks in the io_context, where the set is one descriptor.
-class connection final {
-public:
-    connection(server::impl& srv, int fd, const listener_info& where,
-               std::uint32_t peer_v4, std::uint16_t peer_port);
-    ~connection();
-
-    void start();
-    // Closes now and drops the reference the registration held.
-    void close() noexcept;
-    // The server's epoll set reported these events for this connection.
-    void on_event(std::uint32_t events);
-    // Graceful stop: close if idle, otherwise finish the current response
-    // and close after it.
-    void drain() noexcept;
-    bool idle() const noexcept;
-
-    // Intrusive reference count: the epoll registration, queued actions and
-    // the call stack hold one each.
-    void add_ref() noexcept { ++refs_; }
-    void release() noexcept
-    {
-        if (--refs_ == 0)
-            delete this;
-    }
-
-    void on_timeout() noexcept;
-
-private:
-    void wait_read();
-    void wait_write();
-    void readable();
-    void do_read();
-    // Parses and answers what [p, p+n) holds; returns the bytes used.
-    std::size_t consume(const char* p, std::size_t n);
-    void consume_stashed();
-    void keep_input(const char* p, std::size_t n);
-    bool start_head(const char*& p, std::size_t& n, std::size_t& from);
-    bool bounded_stall(const char* p, std::size_t n, std::size_t& from);
-    void refuse(beast_error ec, const char* start, std::size_t n);
-    bool too_slow();
-    void stash_request(const char* end);
-    static void own_head(request& r, std::string& store, const char* end);
-    bool begin_body();
-    void dispatch();
-    void emit(request& req, response& res);
-    void answer_error(int status, std::string_view fields = {});
-    void flush();
-    void proceed();
-    void pump();
-    void resume();
-    void linger();
-    template <void (connection::*Fn)()>
-    void post();
-    static void append(void* self, std::string_view bytes, beast_error& ec);
-    flight& fl();
-    void drop_flight() noexcept;
-    request_parser& parser();
-    void reset_parser();
-    void schedule(wait_list l);
-
-    server::impl& srv_;
-    std::unique_ptr<flight> fl_;
-    const listener_info* where_;
-
-public:
-    // The timeout list hooks, managed by server::impl.
-    connection* prev_ = nullptr;
-    connection* next_ = nullptr;
-
-public:
-    std::uint32_t enqueued_ = 0;  // now_ms() when put on its list, modulo 2^32
-    wait_list list_ = wait_list::none;
-
-private:
-    int fd_;
-    std::uint32_t peer_v4_;
-    std::uint16_t peer_port_;
-    std::uint16_t refs_ = 0;
-    std::uint8_t state_ = 0;
-    bool closing_ = false;        // close after the current response
-    bool draining_ = false;       // graceful stop: close once idle
-    bool linger_ = false;         // unread input may remain: drain before close
-    // Edge-triggered readiness, remembered until a system call says otherwise.
-    bool readable_ = false;  // recv may return data or EOF
-    bool writable_ = false;  // send may take bytes
-    bool eof_ = false;       // the peer half-closed (or the socket failed)
-    std::uint8_t wait_ = 0;  // what the connection waits for: none, read, write
-};
-
-}  // namespace detail
 
 class server::impl {
 public:

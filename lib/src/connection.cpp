@@ -1,4 +1,4 @@
-// One HTTP/1.1 connection. While idle it holds only its socket and a few
+// One HTTP/1.1 connection (detail/connection.hpp). While idle it holds only its socket and a few
 // fields: no buffer, no parser, no pending operation. Reads go into
 // the server's loop-owned buffer; a request that spans I/O events moves into a
 // heap `flight` that lives only as long as that request.

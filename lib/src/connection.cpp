@@ -3,8 +3,11 @@
 // the server's loop-owned buffer; a request that spans I/O events moves into a
 // heap `flight` that lives only as long as that request.
 #include "detail/clock.hpp"
+#include "detail/exchange.hpp"
 #include "detail/server_impl.hpp"
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include <algorithm>
@@ -27,7 +30,10 @@ using namespace std::literals;
 
 namespace {
 
-enum : std::uint8_t { st_reading = 0, st_writing = 1, st_lingering = 2, st_closed = 3 };
+// st_waiting: the request went to an asynchronous handler; nothing more is
+// read until it answers.
+enum : std::uint8_t { st_reading = 0, st_writing = 1, st_lingering = 2, st_closed = 3, st_waiting = 4 };
+static_assert(st_closed == connection::st_closed_v);
 
 // Bodies up to this size are copied into the output buffer so head and body
 // leave in one send(2); larger ones are written from where they are.
@@ -54,12 +60,13 @@ void append_hex(std::string& s, std::uint64_t v)
     s.append(buf, r.ptr);
 }
 
-// Rebases a view from one copy of the head to another.
-std::string_view rebase(std::string_view v, const char* from, const char* to) noexcept
+// One chunk of a chunked body (RFC 9112 section 7.1).
+void append_chunk(std::string& out, std::string_view d)
 {
-    if (v.data() == nullptr)
-        return v;
-    return {to + (v.data() - from), v.size()};
+    append_hex(out, d.size());
+    out.append("\r\n");
+    out.append(d);
+    out.append("\r\n");
 }
 
 // The head ends at the first empty line; Beast accepts only CRLF there.
@@ -138,14 +145,14 @@ struct flight {
     std::size_t scanned = 0;     // bytes at the start of `in` already scanned
     std::int64_t body_since = 0;  // now_ms() when the body began to arrive
     bool partial_head = false;   // `in` holds the start of a head, waiting for its end
-    std::string head;
-    request req;
+    request req;  // owns its head (request::own_head)
     request_body body;
 
     // Output not yet written, then the rest of the body.
     std::string out;
     std::size_t out_pos = 0;
-    enum class body_kind : unsigned char { none, view, file, source } kind = body_kind::none;
+    // pushed: the bytes come from a body_writer, framed into `out`.
+    enum class body_kind : unsigned char { none, view, file, source, pushed } kind = body_kind::none;
     std::string owned;
     std::string_view view;
     int file_fd = -1;
@@ -156,6 +163,17 @@ struct flight {
     std::uint64_t left = 0;  // body bytes still owed when the length is declared
     bool has_length = false;
     bool chunked = false;
+
+    // The asynchronous side: the pending responder's exchange (not owned),
+    // an answer handed back by send() until the next turn emits it, and a
+    // body_writer's parked handlers.
+    exchange* waiting = nullptr;
+    std::unique_ptr<exchange> answered;
+    std::optional<response> answer;
+    body_writer::handler_type write_done;
+    body_writer::handler_type finish_done;
+    bool pushed_end = false;   // async_finish was called
+    bool pump_posted = false;
 
     void drop_body() noexcept
     {
@@ -185,7 +203,9 @@ private:
 };
 
 namespace {
-enum : std::uint8_t { wait_none = 0, wait_in = 1, wait_out = 2 };
+// wait_app: for the application (an answer, or a body_writer's bytes); only
+// the peer leaving matters then.
+enum : std::uint8_t { wait_none = 0, wait_in = 1, wait_out = 2, wait_on_app = 3 };
 }
 
 connection::connection(server::impl& srv, int fd, const listener_info& where,
@@ -238,6 +258,10 @@ void connection::on_event(std::uint32_t ev)
     } else if (wait_ == wait_out && writable_) {
         wait_ = wait_none;
         pump();
+    } else if (wait_ == wait_on_app && eof_) {
+        // The client left while the application works for it: cancel it.
+        wait_ = wait_none;
+        close();
     }
 }
 
@@ -321,7 +345,7 @@ void connection::reset_parser()
 {
     if (fl_ && fl_->parser) {
         fl_->parser.reset();
-        fl_->head.clear();
+        fl_->req = request();
         fl_->body.reset();
     } else {
         srv_.parser_.reset();
@@ -448,21 +472,6 @@ void connection::append(void* self_, std::string_view bytes, beast_error& ec)
     ec = {};
 }
 
-// Copies the head r's views point into (it ends before `end`) into `store`
-// and points the views there.
-void connection::own_head(request& r, std::string& store, const char* end)
-{
-    const char* from = r.method_.data();
-    std::string fresh(from, head_length(from, end));
-    for (auto* v : {&r.method_, &r.target_, &r.path_, &r.query_})
-        *v = rebase(*v, from, fresh.data());
-    for (auto& f : r.fields_) {
-        f.name = rebase(f.name, from, fresh.data());
-        f.value = rebase(f.value, from, fresh.data());
-    }
-    store = std::move(fresh);
-}
-
 // Moves a request whose head or body is incomplete out of the loop-owned
 // scratch, so the read buffer can be reused.
 void connection::stash_request(const char* end)
@@ -474,25 +483,16 @@ void connection::stash_request(const char* end)
             b.mem_.assign(b.view_);
             b.view_ = {};
         }
-        if (fl_->parser->is_header_done() && fl_->req.method_.data() != fl_->head.data())
-            own_head(fl_->req, fl_->head, end);
+        if (fl_->parser->is_header_done() && !fl_->req.owns_bytes())
+            fl_->req.own_head(head_length(fl_->req.method_.data(), end));
         return;
     }
     flight& f = fl();
     request_parser& ps = *srv_.parser_;
-    f.req = srv_.req_;
+    f.req = std::move(srv_.req_);
     if (ps.is_header_done())
-        own_head(f.req, f.head, end);
-    request_body& src = srv_.body_;
-    request_body& dst = f.body;
-    dst.reset();
-    dst.size_ = src.size_;
-    dst.fd_ = std::exchange(src.fd_, -1);
-    if (src.view_.data() && src.view_.data() != src.mem_.data())
-        dst.mem_.assign(src.view_);
-    else
-        dst.mem_ = std::move(src.mem_);
-    src.reset();
+        f.req.own_head(head_length(f.req.method_.data(), end));
+    f.body.take(srv_.body_);
     f.parser.emplace(std::move(*srv_.parser_));
     f.parser->retarget(f.req);
     srv_.parser_.reset();
@@ -682,12 +682,19 @@ bool connection::begin_body()
 {
     request_parser& ps = parser();
     request& req = fl_ && fl_->parser ? fl_->req : srv_.req_;
+    req.listener_ = where_;
+    req.fd_ = fd_;
+    req.peer_v4_ = peer_v4_;
+    req.peer_port_ = peer_port_;
     router::match m = srv_.router_.find(req.path_);
     req.handler_ = m.target;
+    req.async_handler_ = m.async_target;
     req.mount_len_ = m.prefix_len;
+    if (m.options && m.options->on_head && !answer_head(req, *m.options, ps.has_body()))
+        return false;
     if (!ps.has_body())
         return true;
-    if (!m.target) {
+    if (!m.found()) {
         // Do not read a body nobody wants.
         ++srv_.stats_.not_found;
         answer_error(404);
@@ -711,22 +718,20 @@ void connection::dispatch()
         body.view_ = body.mem_;
     // Every view the handler sees lies in memory this request owns: the
     // flight's copy of the head, or the input being parsed right now.
-    assert(slow ? request_parser::owns_views(req, fl_->head.data(), fl_->head.data() + fl_->head.size())
+    assert(slow ? request_parser::owns_views(req, req.storage_.get(), req.storage_.get() + req.storage_len_)
                 : request_parser::owns_views(req, parser().input_begin(), parser().input_end()));
     req.body_ = &body;
-    req.listener_ = where_;
-    req.fd_ = fd_;
-    req.peer_v4_ = peer_v4_;
-    req.peer_port_ = peer_port_;
     // The 100 Continue line was only for a body we were about to read.
     if (srv_.out_.size() >= continue_line.size() &&
         std::string_view(srv_.out_).substr(srv_.out_.size() - continue_line.size()) == continue_line &&
         body.size_ == 0)
         srv_.out_.resize(srv_.out_.size() - continue_line.size());
 
+    ++srv_.stats_.requests;
+    if (req.async_handler_)
+        return dispatch_async(req, body);
     response& res = srv_.res_;
     res.clear();
-    ++srv_.stats_.requests;
     if (!req.handler_) {
         ++srv_.stats_.not_found;
         res.status(404);
@@ -745,15 +750,20 @@ void connection::dispatch()
             internal_error(res);
         }
     }
-    if (res.status_ < 200) {
-        // A 1xx is never a final answer: the client would take the next
-        // response for this request's, and after 101 expect another protocol.
-        ++srv_.stats_.handler_errors;
-        log_error("handler for " + std::string(req.target_) + " answered " + std::to_string(res.status_) +
-                  ", which is not a final status; sent 500");
-        internal_error(res);
-    }
-    emit(req, res);
+    final_status(req, res);
+    emit(req, res, srv_.out_);
+}
+
+// A 1xx is never a final answer: the client would take the next response
+// for this request's, and after 101 expect another protocol.
+void connection::final_status(const request& req, response& res)
+{
+    if (res.status_ >= 200)
+        return;
+    ++srv_.stats_.handler_errors;
+    log_error("handler for " + std::string(req.target_) + " answered " + std::to_string(res.status_) +
+              ", which is not a final status; sent 500");
+    internal_error(res);
 }
 
 }  // namespace fapws::detail
@@ -762,7 +772,7 @@ namespace fapws::detail {
 
 // Serialises the response head (and a small body) into the loop's output
 // buffer, or hands a large body to the flight.
-void connection::emit(request& req, response& res)
+void connection::emit(request& req, response& res, std::string& out)
 {
     std::string& stage = srv_.stage_;
     stage.clear();
@@ -774,6 +784,7 @@ void connection::emit(request& req, response& res)
         case response::kind::owned: actual = res.owned_.size(); break;
         case response::kind::borrowed: actual = res.borrowed_.size(); break;
         case response::kind::file: actual = res.file_length_; break;
+        case response::kind::pushed: break;  // unknown unless the head declared it
         case response::kind::stream:
             actual = res.source_->size();
             if ((!actual || *actual <= inline_body) && !res.content_length_) {
@@ -816,7 +827,6 @@ void connection::emit(request& req, response& res)
             keep = false;  // HTTP/1.0: the body ends when the connection does
     }
 
-    std::string& out = srv_.out_;
     out.append("HTTP/1.1 "sv);
     append_uint(out, static_cast<std::uint64_t>(status));
     out.push_back(' ');
@@ -850,6 +860,8 @@ void connection::emit(request& req, response& res)
         srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0);
 
     if (!allowed || req.head_) {
+        if (res.kind_ == response::kind::pushed)
+            start_pushed(false, 0);  // the writer's bytes are dropped
         res.clear();
         return;
     }
@@ -857,6 +869,9 @@ void connection::emit(request& req, response& res)
 
     switch (res.kind_) {
     case response::kind::none:
+        break;
+    case response::kind::pushed:
+        start_pushed(chunked, declared);
         break;
     case response::kind::owned:
     case response::kind::borrowed: {
@@ -904,10 +919,7 @@ void connection::emit(request& req, response& res)
             d = d.substr(0, static_cast<std::size_t>(limit));
         if (!d.empty()) {
             if (chunked) {
-                append_hex(out, d.size());
-                out.append("\r\n");
-                out.append(d);
-                out.append("\r\n");
+                append_chunk(out, d);
             } else {
                 out.append(d);
             }
@@ -935,6 +947,18 @@ void connection::emit(request& req, response& res)
 
 // A stock answer for a request we refuse, then close: the rest of the input
 // is discarded by the caller (it may be the buffer being parsed).
+// A body_writer's body follows the head just built.
+void connection::start_pushed(bool chunked, std::optional<std::uint64_t> length)
+{
+    flight& f = fl();
+    f.kind = flight::body_kind::pushed;
+    f.chunked = chunked;
+    f.has_length = length.has_value();
+    f.left = length.value_or(0);
+    f.pushed_end = false;
+    state_ = st_writing;
+}
+
 void connection::answer_error(int status, std::string_view fields)
 {
     std::string_view text = reason_phrase(status);
@@ -1007,10 +1031,14 @@ void connection::proceed()
 {
     if (state_ == st_closed)
         return;
+    const bool waiting = state_ == st_waiting;
     if (fl_ && (fl_->out_pos < fl_->out.size() || fl_->kind != flight::body_kind::none)) {
-        state_ = st_writing;
+        if (!waiting)
+            state_ = st_writing;
         return pump();
     }
+    if (waiting)
+        return wait_app();
     // A graceful stop lets a request whose bytes are arriving finish (its
     // answer will say Connection: close); an idle connection closes.
     bool mid_request = fl_ && (fl_->parser || fl_->partial_head);
@@ -1062,8 +1090,12 @@ void connection::pump()
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
-                if (errno == EAGAIN)
+                if (errno == EAGAIN) {
+                    // A body_writer may go on once its bytes are under the mark.
+                    if (f.write_done && buffered() <= high_water())
+                        complete(std::move(f.write_done), {});
                     return wait_write();
+                }
                 ++srv_.stats_.io_errors;
                 return close();
             }
@@ -1075,12 +1107,29 @@ void connection::pump()
         f.out_pos = 0;
         if (f.kind == flight::body_kind::none)
             break;
+        if (f.kind == flight::body_kind::pushed) {
+            // All the writer gave is sent: wait for more, or end the body.
+            if (f.write_done)
+                complete(std::move(f.write_done), {});
+            if (!f.pushed_end)
+                return wait_app();
+            if (f.has_length && f.left > 0) {
+                log_warning("streamed body shorter than its Content-Length; connection closed");
+                return close();
+            }
+            auto done = std::move(f.finish_done);
+            f.drop_body();
+            if (done)
+                complete(std::move(done), {});
+            break;
+        }
         if (sent >= (f.kind == flight::body_kind::file ? sendfile_quantum : write_quantum))
             return post<&connection::pump>();  // let the other connections run
 
         ssize_t w = 0;
         switch (f.kind) {
         case flight::body_kind::none:
+        case flight::body_kind::pushed:
             break;
         case flight::body_kind::view:
             w = ::send(fd, f.view.data(), std::min(f.view.size(), write_quantum), MSG_NOSIGNAL);
@@ -1134,10 +1183,7 @@ void connection::pump()
                 if (f.has_length)
                     f.left -= b.size();
                 if (f.chunked) {
-                    append_hex(f.out, b.size());
-                    f.out.append("\r\n");
-                    f.out.append(b);
-                    f.out.append("\r\n");
+                    append_chunk(f.out, b);
                 } else {
                     f.out.append(b);
                 }
@@ -1232,12 +1278,230 @@ void connection::close() noexcept
 {
     if (state_ == st_closed)
         return;
+    conn_ref hold(*this);  // an exchange dropped with the flight may hold the last other reference
     state_ = st_closed;
     srv_.untrack(*this);
+    fail_async();
     drop_flight();
     ::close(fd_);  // leaves the epoll set with it
     srv_.closed(*this);
     release();  // the registration's reference: may delete this
+}
+
+// ---------------------------------------------------------------- asynchronous answers
+
+// The head is complete and the route has on_head: it may answer now, before
+// 100 Continue and before any body byte. Returns false when it did.
+bool connection::answer_head(request& req, const route_options& opt, bool has_body)
+{
+    response& res = srv_.res_;
+    res.clear();
+    bool answered;
+    try {
+        answered = opt.on_head(req, res);
+    } catch (const std::exception& e) {
+        ++srv_.stats_.handler_errors;
+        log_error("on_head for " + std::string(req.target_) + " failed: " + e.what());
+        internal_error(res);
+        answered = true;
+    }
+    if (!answered)
+        return true;
+    ++srv_.stats_.requests;
+    if (has_body) {
+        // The body is not read: the connection cannot be reused.
+        closing_ = true;
+        linger_ = true;
+    }
+    final_status(req, res);
+    emit(req, res, srv_.out_);
+    return false;
+}
+
+// Hands the request to an asynchronous handler. The request moves into the
+// exchange its responder owns, with its head and body copied out of loop
+// memory; the connection waits and reads nothing more until the answer.
+void connection::dispatch_async(request& req, request_body& body)
+{
+    auto ex = std::make_unique<exchange>(*this);
+    request& r = ex->req;
+    r = std::move(req);
+    if (!r.owns_bytes())
+        r.own_head(head_length(r.method_.data(), parser().input_end()));
+    r.owned_body_ = std::make_unique<request_body>();
+    r.owned_body_->take(body);
+    r.body_ = r.owned_body_.get();
+    assert(request_parser::owns_views(r, r.storage_.get(), r.storage_.get() + r.storage_len_));
+    fl().waiting = ex.get();
+    state_ = st_waiting;
+    const async_handler& h = *r.async_handler_;  // in the router's node: stable
+    try {
+        // Dropped without an answer (also when h throws): the responder's
+        // destructor answers 500.
+        h(responder(std::move(ex)));
+    } catch (const std::exception& e) {
+        ++srv_.stats_.handler_errors;
+        log_error("asynchronous handler failed: " + std::string(e.what()));
+    } catch (...) {
+        ++srv_.stats_.handler_errors;
+        log_error("asynchronous handler failed");
+    }
+}
+
+void connection::answer(std::unique_ptr<exchange> ex, response&& res)
+{
+    flight& f = fl();
+    f.waiting = nullptr;
+    f.answered = std::move(ex);
+    f.answer.emplace(std::move(res));
+    // Emitted from the loop's next turn: the caller may be inside another
+    // connection's handler, whose output is in the loop's buffer.
+    post<&connection::answer_now>();
+}
+
+void connection::answer_now()
+{
+    if (!fl_ || !fl_->answer)
+        return;
+    conn_ref hold(*this);
+    std::unique_ptr<exchange> ex = std::move(fl_->answered);
+    response res = std::move(*fl_->answer);
+    fl_->answer.reset();
+    state_ = st_reading;
+    wait_ = wait_none;
+    final_status(ex->req, res);
+    emit(ex->req, res, srv_.out_);
+    ex.reset();
+    flush();
+}
+
+void connection::begin_stream(std::unique_ptr<exchange> ex, response&& head)
+{
+    flight& f = fl();
+    f.waiting = nullptr;
+    wait_ = wait_none;
+    state_ = st_reading;
+    head.clear_body();
+    head.kind_ = response::kind::pushed;
+    final_status(ex->req, head);
+    // Straight into the flight's output, behind what is still unsent: the
+    // caller may be inside another connection's handler.
+    emit(ex->req, head, f.out);
+    if (head.kind_ == response::kind::pushed && f.kind != flight::body_kind::pushed)
+        start_pushed(false, 0);  // final_status turned it into a 500: drop the writer's bytes
+    pump_soon();
+}
+
+void connection::push(std::string_view data)
+{
+    flight& f = *fl_;
+    if (f.has_length) {
+        if (data.size() > f.left)
+            data = data.substr(0, static_cast<std::size_t>(f.left));
+        f.left -= data.size();
+    }
+    if (data.empty())
+        return;
+    if (f.chunked)
+        append_chunk(f.out, data);
+    else
+        f.out.append(data);
+    pump_soon();
+}
+
+void connection::end_stream()
+{
+    flight& f = *fl_;
+    f.pushed_end = true;
+    if (f.chunked)
+        f.out.append("0\r\n\r\n");
+    pump_soon();
+}
+
+std::size_t connection::buffered() const noexcept
+{
+    return fl_ ? fl_->out.size() - fl_->out_pos : 0;
+}
+
+std::size_t connection::high_water() const noexcept
+{
+    return srv_.cfg_.block_size;
+}
+
+bool connection::stopping() const noexcept
+{
+    return srv_.stopping_;
+}
+
+bool connection::park_write(body_writer::handler_type& h)
+{
+    flight& f = *fl_;
+    if (f.write_done)
+        return false;
+    // Boost 1.81's any_completion_handler move-assignment recurses for
+    // ever (it copies from an lvalue into its own converting constructor):
+    // swap instead.
+    f.write_done.swap(h);
+    return true;
+}
+
+void connection::park_finish(body_writer::handler_type h)
+{
+    fl_->finish_done.swap(h);  // not operator=: see park_write
+}
+
+void connection::complete(body_writer::handler_type h, error_code ec)
+{
+    // One thread runs the loop: the handler's own executor (a coroutine's,
+    // a strand's) is this io_context's too.
+    net::post(srv_.ioc_, [h = std::move(h), ec]() mutable { std::move(h)(ec); });
+}
+
+// The pump runs next turn, once however many writes came meanwhile; when
+// the socket is full, the EPOLLOUT edge runs it anyway.
+void connection::pump_soon()
+{
+    flight& f = *fl_;
+    if (f.pump_posted || state_ == st_closed)
+        return;
+    f.pump_posted = true;
+    add_ref();
+    srv_.ready_.push_back({this, [](connection* c) {
+                               if (c->state_ != st_closed && c->fl_) {
+                                   c->fl_->pump_posted = false;
+                                   if (c->wait_ != wait_out)
+                                       c->pump();
+                               }
+                               c->release();
+                           }});
+}
+
+void connection::wait_app()
+{
+    schedule(wait_list::app);
+    if (eof_)
+        return close();  // the peer left already
+    wait_ = wait_on_app;
+}
+
+// The connection closes with an answer pending: tell whoever waits.
+void connection::fail_async() noexcept
+{
+    if (!fl_)
+        return;
+    const async_error why = srv_.stopping_ ? async_error::server_stopping : async_error::client_gone;
+    try {
+        if (exchange* ex = std::exchange(fl_->waiting, nullptr)) {
+            ex->gone = why;
+            ex->cancel.emit(net::cancellation_type::terminal);
+        }
+        if (fl_->write_done)
+            complete(std::move(fl_->write_done), make_error_code(why));
+        if (fl_->finish_done)
+            complete(std::move(fl_->finish_done), make_error_code(why));
+    } catch (const std::exception& e) {
+        log_error(std::string("cancelling an asynchronous handler failed: ") + e.what());
+    }
 }
 
 }  // namespace fapws::detail

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <memory>
+#include <new>
+#include <utility>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -85,6 +88,69 @@ void request_body::reset() noexcept
     mem_.clear();
     if (mem_.capacity() > 64 * 1024)
         mem_.shrink_to_fit();
+}
+
+void request_body::take(request_body& b)
+{
+    reset();
+    size_ = b.size_;
+    fd_ = std::exchange(b.fd_, -1);
+    if (b.view_.data() && b.view_.data() != b.mem_.data())
+        mem_.assign(b.view_);  // borrowed from a read buffer: copy
+    else
+        mem_ = std::move(b.mem_);
+    view_ = mem_;
+    b.reset();
+}
+
+request::~request() = default;
+
+void request::own_head(std::size_t head_len)
+{
+    const char* from = method_.data();
+    auto fresh = std::make_unique<char[]>(head_len);
+    std::memcpy(fresh.get(), from, head_len);
+    const char* to = fresh.get();
+    auto rebase = [&](std::string_view v) {
+        // Views outside the head are the parser's static literals: kept.
+        if (v.data() < from || v.data() + v.size() > from + head_len)
+            return v;
+        return std::string_view(to + (v.data() - from), v.size());
+    };
+    for (auto* v : {&method_, &target_, &path_, &query_})
+        *v = rebase(*v);
+    for (auto& f : fields_) {
+        f.name = rebase(f.name);
+        f.value = rebase(f.value);
+    }
+    storage_ = std::move(fresh);
+    storage_len_ = head_len;
+}
+
+request request::take()
+{
+    if (!storage_)
+        throw std::logic_error("request::take() needs a request that owns its bytes");
+    request r;
+    r.method_ = method_;
+    r.target_ = target_;
+    r.path_ = path_;
+    r.query_ = query_;
+    r.mount_len_ = mount_len_;
+    r.fields_ = fields_;
+    r.listener_ = listener_;
+    r.version_ = version_;
+    r.fd_ = fd_;
+    r.peer_v4_ = peer_v4_;
+    r.peer_port_ = peer_port_;
+    r.head_ = head_;
+    r.keep_alive_ = keep_alive_;
+    r.own_head(storage_len_);
+    r.owned_body_ = std::make_unique<request_body>();
+    if (owned_body_)
+        r.owned_body_->take(*owned_body_);
+    r.body_ = r.owned_body_.get();
+    return r;
 }
 
 std::size_t request_body::read_at(std::uint64_t offset, char* dst, std::size_t n) const
@@ -290,6 +356,53 @@ void response::stream(std::unique_ptr<body_source> source)
         throw std::invalid_argument("null body source");
     kind_ = kind::stream;
     source_ = std::move(source);
+}
+
+response::response(response&& o) noexcept
+    : status_(o.status_),
+      reason_(std::move(o.reason_)),
+      fields_(std::move(o.fields_)),
+      content_length_(o.content_length_),
+      kind_(o.kind_),
+      close_(o.close_),
+      has_server_(o.has_server_),
+      has_date_(o.has_date_),
+      owned_(std::move(o.owned_)),
+      borrowed_(o.borrowed_),
+      file_fd_(std::exchange(o.file_fd_, -1)),
+      file_owned_(o.file_owned_),
+      file_offset_(o.file_offset_),
+      file_length_(o.file_length_),
+      source_(std::move(o.source_)),
+      holds_(std::move(o.holds_))
+{
+    o.kind_ = kind::none;
+}
+
+response& response::operator=(response&& o) noexcept
+{
+    if (this != &o) {
+        this->~response();
+        new (this) response(std::move(o));
+    }
+    return *this;
+}
+
+response::~response()
+{
+    if (file_fd_ >= 0 && file_owned_)
+        ::close(file_fd_);
+}
+
+void response::clear_body() noexcept
+{
+    kind_ = kind::none;
+    owned_.clear();
+    borrowed_ = {};
+    if (file_fd_ >= 0 && file_owned_)
+        ::close(file_fd_);
+    file_fd_ = -1;
+    source_.reset();
 }
 
 void response::clear()

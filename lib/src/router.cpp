@@ -37,15 +37,26 @@ std::string route_options::allow_header() const
 
 void router::mount(std::string prefix, handler h, route_options opt)
 {
+    put(std::move(prefix), std::move(h), nullptr, std::move(opt));
+}
+
+void router::mount(std::string prefix, async_handler h, route_options opt)
+{
+    put(std::move(prefix), nullptr, std::move(h), std::move(opt));
+}
+
+void router::put(std::string prefix, handler h, async_handler ah, route_options opt)
+{
     prefix = normalise(std::move(prefix));
     for (auto& r : routes_) {
         if (r->prefix == prefix) {
             r->h = std::move(h);
+            r->ah = std::move(ah);
             r->opt = std::move(opt);
             return;
         }
     }
-    routes_.push_back(std::make_unique<route>(route{std::move(prefix), std::move(h), std::move(opt)}));
+    routes_.push_back(std::make_unique<route>(route{std::move(prefix), std::move(h), std::move(ah), std::move(opt)}));
     std::stable_sort(routes_.begin(), routes_.end(),
                      [](const auto& a, const auto& b) { return a->prefix.size() > b->prefix.size(); });
 }
@@ -64,10 +75,10 @@ router::match router::find(std::string_view path) const noexcept
             continue;
         // Whole segments only: "/hello" takes "/hello" and "/hello/x".
         if (path.size() == p.size() || path[p.size()] == '/' || p.empty())
-            return {&r.h, p.size(), &r.opt};
+            return {r.h ? &r.h : nullptr, r.ah ? &r.ah : nullptr, p.size(), &r.opt};
     }
     if (fallback_)
-        return {&fallback_, 0, &fallback_opt_};
+        return {&fallback_, nullptr, 0, &fallback_opt_};
     return {};
 }
 

@@ -69,6 +69,7 @@ server::impl::impl(config c)
     lists_[1].timeout_ms = static_cast<std::uint32_t>(cfg_.keepalive_timeout.count());
     lists_[2].timeout_ms = static_cast<std::uint32_t>(cfg_.io_timeout.count());
     lists_[3].timeout_ms = static_cast<std::uint32_t>(std::min<std::int64_t>(5000, cfg_.io_timeout.count()));
+    lists_[4].timeout_ms = static_cast<std::uint32_t>(max_timeout);  // waiting on the application
     open_epoll();
     // One read buffer for every connection: a whole head always fits.
     rbuf_size_ = std::max<std::size_t>(64 * 1024, cfg_.header_limit + 1024);
@@ -436,6 +437,11 @@ listener_info server::listen_fd(int fd, const listen_options& opt)
 }
 
 void server::route(std::string prefix, handler h, route_options opt)
+{
+    impl_->router_.mount(std::move(prefix), std::move(h), std::move(opt));
+}
+
+void server::route(std::string prefix, async_handler h, route_options opt)
 {
     impl_->router_.mount(std::move(prefix), std::move(h), std::move(opt));
 }

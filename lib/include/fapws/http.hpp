@@ -1,5 +1,7 @@
-// What a handler sees and produces. A handler runs on the loop thread, between
-// two I/O events; the request's string_views are valid until it returns.
+// What a handler sees and produces. A synchronous handler runs on the loop
+// thread, between two I/O events; the request's string_views are valid until
+// it returns. An asynchronous handler (responder.hpp) gets a request that
+// owns its bytes: its views live as long as it does.
 #pragma once
 
 #include <cstdint>
@@ -20,9 +22,13 @@ class request_parser;
 
 class request;
 class response;
+class responder;
 // A handler answers one request, synchronously. It may throw: before the
 // response head is sent that becomes a 500 and the server goes on.
 using handler = std::function<void(const request&, response&)>;
+// An asynchronous handler: it keeps the responder and answers through it
+// later, from the loop thread (responder.hpp).
+using async_handler = std::function<void(responder)>;
 
 // Where a request came in: set per listener.
 struct listener_info {
@@ -53,7 +59,10 @@ public:
 
 private:
     friend class detail::connection;
+    friend class request;
     void reset() noexcept;
+    // Takes b's bytes (copying a borrowed view); b is left empty.
+    void take(request_body& b);
     std::string_view view_;  // into mem_ or the connection's read buffer
     std::string mem_;
     int fd_ = -1;
@@ -66,6 +75,23 @@ public:
         std::string_view name;
         std::string_view value;
     };
+
+    request() = default;
+    // Move-only: a copy would keep views into bytes it does not own (a
+    // request copied out of a handler showed another client's bytes).
+    request(const request&) = delete;
+    request& operator=(const request&) = delete;
+    request(request&&) noexcept = default;
+    request& operator=(request&&) noexcept = default;
+    ~request();
+
+    // Whether the views point into bytes this request holds (true for the
+    // request of an asynchronous handler): then they live as long as it does.
+    bool owns_bytes() const noexcept { return storage_ != nullptr; }
+    // An owning copy of the head, with the body moved into it (this request
+    // keeps its head and an empty body). For a coroutine that takes the
+    // request by value.
+    request take();
 
     std::string_view method() const noexcept { return method_; }
     // The request-target as received: "/a%20b?x=1".
@@ -95,11 +121,18 @@ public:
 private:
     friend class detail::connection;
     friend class detail::request_parser;
+    // Copies the head the views point into (it starts at method_ and is
+    // head_len bytes) into storage_ and points the views there.
+    void own_head(std::size_t head_len);
     std::string_view method_, target_, path_, query_;
     std::size_t mount_len_ = 0;
     std::vector<field> fields_;
     const request_body* body_ = nullptr;
     const handler* handler_ = nullptr;
+    const async_handler* async_handler_ = nullptr;
+    std::unique_ptr<char[]> storage_;           // the head, when owned
+    std::size_t storage_len_ = 0;
+    std::unique_ptr<request_body> owned_body_;  // the body, when owned
     const listener_info* listener_ = nullptr;
     int version_ = 11;
     int fd_ = -1;
@@ -129,6 +162,11 @@ public:
     response() = default;
     response(const response&) = delete;
     response& operator=(const response&) = delete;
+    // Movable: an asynchronous handler builds one and hands it to
+    // responder::send.
+    response(response&& o) noexcept;
+    response& operator=(response&& o) noexcept;
+    ~response();  // closes a file it owns
 
     // 100..999. The reason phrase defaults to the RFC 9110 one.
     void status(int code);
@@ -163,7 +201,8 @@ public:
 
 private:
     friend class detail::connection;
-    enum class kind : unsigned char { none, owned, borrowed, file, stream };
+    void clear_body() noexcept;  // keeps status and fields
+    enum class kind : unsigned char { none, owned, borrowed, file, stream, pushed };
 
     int status_ = 200;
     std::string reason_;             // empty: the standard one

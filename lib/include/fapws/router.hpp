@@ -4,6 +4,7 @@
 
 #include <fapws/http.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,6 +18,12 @@ struct route_options {
     // request with a body and another method gets 405 with Allow before a
     // byte of its body is read (no 100 Continue), and the connection closes.
     std::vector<std::string> methods;
+    // Called once the head is complete, before 100 Continue and before any
+    // body byte is read (authentication, quotas, per-route size checks).
+    // Returning true means it answered in `res`: the handler is not called,
+    // and a body that was announced is not read (the connection then
+    // closes). It may throw: a 500. Loop thread.
+    std::function<bool(const request&, response&)> on_head;
 
     bool allows(std::string_view method) const noexcept;
     std::string allow_header() const;  // "GET, HEAD"
@@ -27,13 +34,17 @@ public:
     // Mounts h on prefix ("/" or "" is the catch-all). A trailing '/' is
     // ignored ("/app/" == "/app"). Re-mounting a prefix replaces it.
     void mount(std::string prefix, handler h, route_options opt = {});
+    // An asynchronous handler (responder.hpp).
+    void mount(std::string prefix, async_handler h, route_options opt = {});
     // Called when nothing matches; without it the answer is 404.
     void fallback(handler h);
 
     struct match {
-        const handler* target = nullptr;
-        std::size_t prefix_len = 0;  // becomes SCRIPT_NAME
+        const handler* target = nullptr;              // a synchronous handler, or
+        const async_handler* async_target = nullptr;  // an asynchronous one
+        std::size_t prefix_len = 0;                   // becomes SCRIPT_NAME
         const route_options* options = nullptr;
+        bool found() const noexcept { return target || async_target; }
     };
     // Finds the handler for a raw (still percent-encoded) path.
     match find(std::string_view path) const noexcept;
@@ -43,8 +54,10 @@ private:
     struct route {
         std::string prefix;
         handler h;
+        async_handler ah;
         route_options opt;
     };
+    void put(std::string prefix, handler h, async_handler ah, route_options opt);
     // Longest prefix first. Each route is its own node: a request whose
     // body is still arriving keeps pointers to its handler and options while
     // another route may be mounted (re-mounting replaces in place).

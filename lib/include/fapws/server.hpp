@@ -9,18 +9,24 @@
 #include <fapws/error.hpp>
 #include <fapws/http.hpp>
 #include <fapws/log.hpp>
+#include <fapws/responder.hpp>
 #include <fapws/router.hpp>
 #include <fapws/static_files.hpp>
 #include <fapws/timer.hpp>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace fapws {
 
@@ -55,8 +61,21 @@ public:
     // Adopts an already listening socket (socket activation, pre-fork).
     listener_info listen_fd(int fd, const listen_options& opt = {});
 
-    // Handlers, see router.hpp. route("/", h) is the catch-all.
+    // Handlers, see router.hpp. route("/", h) is the catch-all. Routes are
+    // set up before run(); mounting one later, from the loop thread, is safe.
     void route(std::string prefix, handler h, route_options opt = {});
+    // An asynchronous handler: it keeps the responder and answers later.
+    void route(std::string prefix, async_handler h, route_options opt = {});
+    // A coroutine handler, awaitable<response>(request): spawned on the
+    // loop with an owned request and the connection's cancellation slot
+    // bound (a client that leaves cancels what it co_awaits); what it
+    // co_returns is sent, what it throws is a 500.
+    template <typename F>
+        requires std::is_invocable_r_v<boost::asio::awaitable<response>, F&, request>
+    void route(std::string prefix, F f, route_options opt = {})
+    {
+        route(std::move(prefix), async_handler(coroutine_route<F>{std::move(f)}), std::move(opt));
+    }
     void fallback(handler h);
     // Serves directory root under prefix with the static file handler.
     void static_files(std::string prefix, const std::string& root, const static_options& opt = {});
@@ -91,6 +110,25 @@ public:
     class impl;
 
 private:
+    template <typename F>
+    struct coroutine_route {
+        F f;
+        void operator()(responder r)
+        {
+            auto ex = r.get_executor();
+            auto slot = r.cancellation_slot();
+            auto work = f(r.take_request());  // before r moves into the completion
+            boost::asio::co_spawn(ex, std::move(work),
+                                  boost::asio::bind_cancellation_slot(
+                                      slot, [r = std::move(r)](std::exception_ptr e, response res) mutable {
+                                          if (e)
+                                              r.fail(e);
+                                          else
+                                              r.send(std::move(res));
+                                      }));
+        }
+    };
+
     std::unique_ptr<impl> impl_;
 };
 

@@ -2,6 +2,7 @@
 // installed.
 #pragma once
 
+#include <fapws/responder.hpp>
 #include <fapws/server.hpp>
 
 #include "parser.hpp"
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace fapws {
 
@@ -27,10 +29,15 @@ class connection;
 class listener;
 struct timer_state;
 struct flight;
+struct exchange;
 
 // Connections waiting on the same timeout, oldest deadline first. Each list
 // has one timeout, so appending keeps it sorted; one server timer serves all.
-enum class wait_list : unsigned char { header = 0, keepalive = 1, io = 2, linger = 3, none = 4 };
+// `app`: waiting on the application (a pending responder, a body_writer
+// with nothing to send); it times out only after the 24-day cap, and exists
+// so a stop finds those connections too.
+enum class wait_list : unsigned char { header = 0, keepalive = 1, io = 2, linger = 3, app = 4, none = 5 };
+constexpr std::size_t wait_lists = 5;
 
 struct timeout_list {
     connection* head = nullptr;
@@ -84,6 +91,27 @@ public:
 
     void on_timeout() noexcept;
 
+    // The asynchronous side (responder.cpp); loop thread only.
+    // A responder answers: queued for the next turn, in request order.
+    void answer(std::unique_ptr<exchange> ex, response&& res);
+    // A responder starts a streamed body: the head goes out now.
+    void begin_stream(std::unique_ptr<exchange> ex, response&& head);
+    // A body_writer's bytes, framed and queued; the pump runs next turn.
+    void push(std::string_view data);
+    void end_stream();
+    std::size_t buffered() const noexcept;
+    bool gone() const noexcept { return state_ == st_closed_v; }
+    bool stopping() const noexcept;
+    // Parks the body_writer's handler until the bytes are under the
+    // high-water mark (write) or all sent (finish); false if one is parked.
+    bool park_write(body_writer::handler_type& h);
+    void park_finish(body_writer::handler_type h);
+    // Runs a completion handler on its executor, never inline.
+    void complete(body_writer::handler_type h, error_code ec);
+    std::size_t high_water() const noexcept;
+    server::impl& owner() const noexcept { return srv_; }
+    static constexpr std::uint8_t st_closed_v = 3;
+
 private:
     void wait_read();
     void wait_write();
@@ -98,10 +126,17 @@ private:
     void refuse(beast_error ec, const char* start, std::size_t n);
     bool too_slow();
     void stash_request(const char* end);
-    static void own_head(request& r, std::string& store, const char* end);
     bool begin_body();
     void dispatch();
-    void emit(request& req, response& res);
+    void dispatch_async(request& req, request_body& body);
+    void final_status(const request& req, response& res);
+    void answer_now();
+    void wait_app();
+    void fail_async() noexcept;
+    void pump_soon();
+    void start_pushed(bool chunked, std::optional<std::uint64_t> length);
+    bool answer_head(request& req, const route_options& opt, bool has_body);
+    void emit(request& req, response& res, std::string& out);
     void answer_error(int status, std::string_view fields = {});
     void flush();
     void proceed();

@@ -65,7 +65,7 @@ public:
     std::vector<std::unique_ptr<detail::listener>> listeners_;
     std::vector<std::weak_ptr<detail::timer_state>> timers_;
 
-    detail::timeout_list lists_[4];
+    detail::timeout_list lists_[detail::wait_lists];
     steady_timer sweep_timer_;
     std::int64_t sweep_at_ = 0;  // 0: not armed
 

@@ -1,0 +1,279 @@
+// The asynchronous API's handles: responder and body_writer. Each holds a
+// reference on its connection, so a late answer finds the connection (maybe
+// closed) rather than freed memory.
+#include <fapws/responder.hpp>
+
+#include "detail/connection.hpp"
+#include "detail/exchange.hpp"
+#include "detail/server_impl.hpp"
+
+#include <fapws/log.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <exception>
+#include <string>
+
+namespace fapws {
+
+namespace {
+
+class async_category_impl final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "fapws.async"; }
+    std::string message(int ev) const override
+    {
+        switch (static_cast<async_error>(ev)) {
+        case async_error::client_gone: return "the client is gone";
+        case async_error::already_completed: return "already answered or finished";
+        case async_error::server_stopping: return "the server is stopping";
+        case async_error::busy: return "a write is still pending";
+        }
+        return "unknown fapws.async error";
+    }
+};
+
+}  // namespace
+
+const boost::system::error_category& async_category() noexcept
+{
+    static const async_category_impl cat;
+    return cat;
+}
+
+namespace detail {
+
+exchange::exchange(connection& c) noexcept : conn(&c)
+{
+    c.add_ref();
+}
+
+exchange::~exchange()
+{
+    conn->release();
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- responder
+
+responder::responder(std::unique_ptr<detail::exchange> ex) noexcept : ex_(std::move(ex)) {}
+
+responder::responder(responder&&) noexcept = default;
+
+responder& responder::operator=(responder&& o) noexcept
+{
+    if (this != &o) {
+        this->~responder();
+        new (this) responder(std::move(o));
+    }
+    return *this;
+}
+
+responder::~responder()
+{
+    if (!ex_ || ex_->gone != async_error{})
+        return;
+    log_error("responder for " + std::string(ex_->req.target()) + " dropped without an answer; sent 500");
+    response res;
+    res.status(500);
+    res.header("Content-Type", "text/plain; charset=utf-8");
+    res.body_ref("Internal Server Error\n");
+    send(std::move(res));
+}
+
+const request& responder::req() const noexcept
+{
+    return ex_->req;
+}
+
+request responder::take_request()
+{
+    return ex_->req.take();
+}
+
+responder::executor_type responder::get_executor() const noexcept
+{
+    return ex_->conn->owner().ioc_.get_executor();
+}
+
+boost::asio::cancellation_slot responder::cancellation_slot() noexcept
+{
+    return ex_ ? ex_->cancel.slot() : boost::asio::cancellation_slot();
+}
+
+bool responder::client_gone() const noexcept
+{
+    return !ex_ || ex_->gone != async_error{};
+}
+
+error_code responder::send(response&& res)
+{
+    if (!ex_)
+        return async_error::already_completed;
+    if (ex_->gone != async_error{}) {
+        error_code ec = ex_->gone;
+        ex_.reset();
+        return ec;
+    }
+    detail::connection* c = ex_->conn;
+    c->answer(std::move(ex_), std::move(res));
+    return {};
+}
+
+void responder::fail(std::exception_ptr e) noexcept
+{
+    std::string what = "unknown exception";
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        what = x.what();
+    } catch (...) {
+    }
+    if (!ex_)
+        return;
+    ++ex_->conn->owner().stats_.handler_errors;
+    log_error("handler for " + std::string(ex_->req.target()) + " failed: " + what);
+    try {
+        response res;
+        res.status(500);
+        res.header("Content-Type", "text/plain; charset=utf-8");
+        res.body_ref("Internal Server Error\n");
+        send(std::move(res));
+    } catch (...) {
+        ex_.reset();
+    }
+}
+
+body_writer responder::start_stream(response&& head, error_code& ec)
+{
+    ec = {};
+    if (!ex_) {
+        ec = async_error::already_completed;
+        return {};
+    }
+    if (ex_->gone != async_error{}) {
+        ec = ex_->gone;
+        ex_.reset();
+        return {};
+    }
+    detail::connection* c = ex_->conn;
+    body_writer w(c);
+    c->begin_stream(std::move(ex_), std::move(head));
+    return w;
+}
+
+// ---------------------------------------------------------------- body_writer
+
+body_writer::body_writer(detail::connection* c) noexcept : conn_(c), ex_(c->owner().ioc_.get_executor())
+{
+    conn_->add_ref();
+}
+
+body_writer::body_writer(body_writer&& o) noexcept
+    : conn_(std::exchange(o.conn_, nullptr)), ex_(o.ex_), finished_(o.finished_)
+{
+}
+
+body_writer& body_writer::operator=(body_writer&& o) noexcept
+{
+    if (this != &o) {
+        this->~body_writer();
+        new (this) body_writer(std::move(o));
+    }
+    return *this;
+}
+
+body_writer::~body_writer()
+{
+    if (conn_ && !finished_) {
+        // A body cut short must not look complete: close.
+        if (!conn_->gone())
+            log_warning("body_writer dropped before async_finish; connection closed");
+        conn_->close();
+    }
+    release();
+}
+
+void body_writer::release() noexcept
+{
+    if (conn_)
+        std::exchange(conn_, nullptr)->release();
+}
+
+bool body_writer::client_gone() const noexcept
+{
+    return !conn_ || conn_->gone();
+}
+
+std::size_t body_writer::buffered() const noexcept
+{
+    return conn_ && !conn_->gone() ? conn_->buffered() : 0;
+}
+
+body_writer::executor_type body_writer::get_executor() const noexcept
+{
+    return *ex_;
+}
+
+namespace {
+
+error_code gone_reason(const detail::connection& c)
+{
+    return c.stopping() ? async_error::server_stopping : async_error::client_gone;
+}
+
+}  // namespace
+
+// Completes on the loop's next turn, never inline: the caller's stack may
+// hold what the handler touches.
+void body_writer::post_error(handler_type h, async_error e)
+{
+    if (!ex_) {
+        log_error("body_writer used after it was moved from");
+        return;
+    }
+    boost::asio::post(*ex_, [h = std::move(h), e]() mutable { std::move(h)(make_error_code(e)); });
+}
+
+void body_writer::initiate_write(std::string_view data, handler_type h)
+{
+    if (!conn_ || finished_) {
+        return post_error(std::move(h), async_error::already_completed);
+    }
+    detail::connection& c = *conn_;
+    if (c.gone())
+        return c.complete(std::move(h), gone_reason(c));
+    c.push(data);
+    if (c.buffered() <= c.high_water())
+        return c.complete(std::move(h), {});
+    if (!c.park_write(h))
+        c.complete(std::move(h), async_error::busy);
+}
+
+void body_writer::initiate_finish(handler_type h)
+{
+    if (!conn_ || finished_) {
+        return post_error(std::move(h), async_error::already_completed);
+    }
+    finished_ = true;
+    detail::connection& c = *conn_;
+    if (c.gone())
+        c.complete(std::move(h), gone_reason(c));
+    else {
+        c.park_finish(std::move(h));
+        c.end_stream();
+    }
+    release();
+}
+
+void body_writer::abort() noexcept
+{
+    if (conn_ && !finished_) {
+        finished_ = true;
+        conn_->close();
+    }
+    release();
+}
+
+}  // namespace fapws

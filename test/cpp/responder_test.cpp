@@ -1,0 +1,392 @@
+#include <fapws/responder.hpp>
+
+#include "support.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
+
+using namespace fapws;
+using namespace fapws::test;
+using namespace std::chrono_literals;
+namespace net = boost::asio;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<int> cancelled{0};
+
+// Answers after `delay`, unless the client leaves first.
+void answer_after(responder r, std::chrono::milliseconds delay, std::string text)
+{
+    auto t = std::make_shared<net::steady_timer>(r.get_executor(), delay);
+    auto slot = r.cancellation_slot();
+    t->async_wait(net::bind_cancellation_slot(slot, [t, r = std::move(r), text](error_code ec) mutable {
+        if (ec) {
+            ++cancelled;
+            return;
+        }
+        response res;
+        res.header("Content-Type", "text/plain");
+        res.body(text);
+        r.send(std::move(res));
+    }));
+}
+
+void async_routes(server& s)
+{
+    hello(s);
+    s.route("/slow", [](responder r) { answer_after(std::move(r), 200ms, "slow\n"); });
+    s.route("/slow-10s", [](responder r) { answer_after(std::move(r), 10s, "never\n"); });
+    s.route("/co", [](request req) -> net::awaitable<response> {
+        net::steady_timer t(co_await net::this_coro::executor, 50ms);
+        co_await t.async_wait(net::use_awaitable);
+        response res;
+        res.body("co " + std::string(req.path()) + " " + std::to_string(req.body().size()) + "\n");
+        co_return res;
+    });
+    s.route("/co-throw", [](request) -> net::awaitable<response> {
+        co_await net::post(co_await net::this_coro::executor, net::use_awaitable);
+        throw std::runtime_error("coroutine failure");
+    });
+    s.route("/throw", [](responder) { throw std::runtime_error("before the head"); });
+    s.route("/drop", [](responder) {});
+    s.route("/cut", [](responder r) {
+        response head;
+        error_code ec;
+        auto w = std::make_shared<body_writer>(r.start_stream(std::move(head), ec));
+        w->async_write("part of it\n", [w](error_code) mutable {
+            *w = body_writer();  // dropped before async_finish: the body is cut
+        });
+    });
+    s.route("/thread", [](responder r) {
+        // A worker thread computes; the answer is sent from the loop.
+        std::thread([r = std::move(r)]() mutable {
+            std::this_thread::sleep_for(20ms);
+            std::string result = "computed " + std::to_string(6 * 7) + "\n";
+            auto ex = r.get_executor();
+            net::post(ex, [r = std::move(r), result]() mutable {
+                response res;
+                res.body(result);
+                r.send(std::move(res));
+            });
+        }).detach();
+    });
+    s.route("/events", [](responder r) {
+        int n = r.req().query().empty() ? 10 : std::stoi(std::string(r.req().query()));
+        response head;
+        head.header("Content-Type", "text/event-stream");
+        error_code ec;
+        auto w = std::make_shared<body_writer>(r.start_stream(std::move(head), ec));
+        auto t = std::make_shared<net::steady_timer>(w->get_executor());
+        auto count = std::make_shared<int>(0);
+        auto tick = std::make_shared<std::function<void(error_code)>>();
+        *tick = [w, t, count, n, tick](error_code ec) {
+            if (ec)
+                return;
+            if (*count == n) {
+                w->async_finish([tick](error_code) { *tick = nullptr; });
+                return;
+            }
+            ++*count;
+            w->async_write("data: " + std::to_string(*count) + "\n\n", [t, tick](error_code ec) {
+                if (ec) {
+                    *tick = nullptr;
+                    return;
+                }
+                t->expires_after(100ms);
+                t->async_wait(*tick);
+            });
+        };
+        t->expires_after(100ms);
+        t->async_wait(*tick);
+    });
+    s.route("/flood", [](responder r) {
+        // Writes as fast as the writer lets it: back-pressure must hold it.
+        response head;
+        error_code ec;
+        auto w = std::make_shared<body_writer>(r.start_stream(std::move(head), ec));
+        auto step = std::make_shared<std::function<void(error_code)>>();
+        auto block = std::make_shared<std::string>(16 * 1024, 'f');
+        *step = [w, step, block](error_code ec) {
+            if (ec) {
+                *step = nullptr;
+                return;
+            }
+            w->async_write(*block, *step);
+        };
+        (*step)({});
+    });
+}
+
+std::string body_of(std::uint16_t port, const std::string& target)
+{
+    client c(port);
+    return c.get(target).body;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(responder_suite)
+
+BOOST_AUTO_TEST_CASE(a_timer_answered_request_delays_no_other_request)
+{
+    running_server s(running_server::quiet(), async_routes);
+    auto t0 = clock_type::now();
+    auto slow = std::async(std::launch::async, [&] { return body_of(s.port(), "/slow"); });
+    std::this_thread::sleep_for(10ms);
+    client fast(s.port());
+    std::chrono::nanoseconds worst{0};
+    for (int i = 0; i < 100; ++i) {
+        auto a = clock_type::now();
+        BOOST_TEST(fast.get("/").status == 200);
+        worst = std::max<std::chrono::nanoseconds>(worst, clock_type::now() - a);
+    }
+    auto fast_done = clock_type::now();
+    BOOST_TEST(slow.get() == "slow\n");
+    auto slow_done = clock_type::now();
+    BOOST_TEST(worst < 50ms);
+    BOOST_TEST((fast_done < slow_done));
+    BOOST_TEST((slow_done - t0 >= 200ms));
+}
+
+BOOST_AUTO_TEST_CASE(ten_slow_requests_overlap)
+{
+    running_server s(running_server::quiet(), async_routes);
+    auto t0 = clock_type::now();
+    std::vector<std::future<std::string>> all;
+    for (int i = 0; i < 10; ++i)
+        all.push_back(std::async(std::launch::async, [&] { return body_of(s.port(), "/slow"); }));
+    for (auto& f : all)
+        BOOST_TEST(f.get() == "slow\n");
+    auto took = clock_type::now() - t0;
+    BOOST_TEST((took >= 200ms && took < 400ms), "took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+}
+
+BOOST_AUTO_TEST_CASE(a_coroutine_route_co_awaits_and_keep_alive_goes_on)
+{
+    running_server s(running_server::quiet(), async_routes);
+    client c(s.port());
+    c.send("POST /co/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == "co /co/x 5\n");
+    BOOST_TEST(c.get("/").body == "Hello, World!");
+    BOOST_TEST(c.get("/co").body == "co /co 0\n");
+    BOOST_TEST(c.get("/co-throw").status == 500);
+    BOOST_TEST(c.get("/").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_throw_before_the_head_is_a_500_a_drop_after_it_cuts_the_body)
+{
+    running_server s(running_server::quiet(), async_routes);
+    client c(s.port());
+    BOOST_TEST(c.get("/throw").status == 500);
+    BOOST_TEST(c.get("/drop").status == 500);  // dropped responder
+    BOOST_TEST(c.get("/").status == 200);
+    client cut(s.port());
+    cut.send("GET /cut HTTP/1.1\r\nHost: t\r\n\r\n");
+    BOOST_CHECK_THROW(cut.read(), std::runtime_error);  // chunked body without its end
+}
+
+BOOST_AUTO_TEST_CASE(a_worker_thread_posts_the_answer)
+{
+    running_server s(running_server::quiet(), async_routes);
+    client c(s.port());
+    for (int i = 0; i < 5; ++i)
+        BOOST_TEST(c.get("/thread").body == "computed 42\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_leaves_cancels_its_handler)
+{
+    running_server s(running_server::quiet(), async_routes);
+    int before = cancelled.load();
+    {
+        client c(s.port());
+        c.send("GET /slow-10s HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::this_thread::sleep_for(50ms);
+    }  // closed
+    auto t0 = clock_type::now();
+    while (cancelled.load() == before && clock_type::now() - t0 < 1s)
+        std::this_thread::sleep_for(1ms);
+    BOOST_TEST(cancelled.load() == before + 1);
+    BOOST_TEST((clock_type::now() - t0 < 50ms));
+    std::this_thread::sleep_for(20ms);
+    BOOST_TEST(s.srv().counters().connections_open == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_async_then_sync_answers_stay_in_order)
+{
+    running_server s(running_server::quiet(), async_routes);
+    client c(s.port());
+    c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /co HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    BOOST_TEST(c.read().body == "slow\n");
+    BOOST_TEST(c.read().body == "Hello, World!");
+    BOOST_TEST(c.read().body == "co /co 0\n");
+    BOOST_TEST(c.read().body == "Hello, World!");
+}
+
+BOOST_AUTO_TEST_CASE(fifty_streams_get_their_events_on_time_and_others_stay_fast)
+{
+    running_server s(running_server::quiet(), async_routes);
+    constexpr int clients = 50, events = 10;
+    std::atomic<int> late{0}, complete{0};
+    std::vector<std::thread> subs;
+    for (int i = 0; i < clients; ++i) {
+        subs.emplace_back([&] {
+            client c(s.port());
+            c.send("GET /events?" + std::to_string(events) + " HTTP/1.1\r\nHost: t\r\n\r\n");
+            // Read the stream raw: each event's arrival time matters.
+            auto start = clock_type::now();
+            std::string got;
+            int seen = 0;
+            char buf[4096];
+            while (seen < events) {
+                ssize_t n = ::recv(c.fd(), buf, sizeof buf, 0);
+                if (n <= 0)
+                    return;
+                got.append(buf, static_cast<std::size_t>(n));
+                std::size_t count = 0;
+                for (std::size_t p = 0; (p = got.find("data: ", p)) != std::string::npos; ++p)
+                    ++count;
+                for (; seen < static_cast<int>(count); ++seen) {
+                    auto at = clock_type::now() - start;
+                    auto due = std::chrono::milliseconds(100 * (seen + 1));
+                    if (at < due - 40ms || at > due + 40ms)
+                        ++late;
+                }
+            }
+            ++complete;
+        });
+    }
+    client fast(s.port());
+    std::vector<double> ms;
+    for (int i = 0; i < 200; ++i) {
+        auto a = clock_type::now();
+        BOOST_TEST(fast.get("/").status == 200);
+        ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - a).count());
+        std::this_thread::sleep_for(4ms);
+    }
+    for (auto& t : subs)
+        t.join();
+    std::sort(ms.begin(), ms.end());
+    BOOST_TEST(complete.load() == clients);
+    BOOST_TEST(late.load() == 0);
+    BOOST_TEST(ms[ms.size() * 99 / 100] < 50.0);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_never_reads_is_held_by_back_pressure_and_closed_by_the_io_timeout)
+{
+    config cfg = running_server::quiet();
+    cfg.io_timeout = 500ms;
+    running_server s(cfg, async_routes);
+    client c(s.port());
+    c.send("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::this_thread::sleep_for(300ms);
+    // The producer is held: the server buffered at most a few blocks.
+    auto bytes = s.srv().counters().bytes_out;
+    std::this_thread::sleep_for(100ms);
+    BOOST_TEST(s.srv().counters().bytes_out == bytes);
+    auto t0 = clock_type::now();
+    while (s.srv().counters().connections_open != 0 && clock_type::now() - t0 < 3s)
+        std::this_thread::sleep_for(10ms);
+    BOOST_TEST(s.srv().counters().connections_open == 0u);
+    BOOST_TEST(s.srv().counters().timeouts_io == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_route_calls_another_route_of_the_same_server)
+{
+    std::uint16_t port = 0;
+    running_server s(running_server::quiet(), [&](server& srv) {
+        hello(srv);
+        srv.route("/outer", [&port](request) -> net::awaitable<response> {
+            auto ex = co_await net::this_coro::executor;
+            net::ip::tcp::socket sock(ex);
+            co_await sock.async_connect({net::ip::make_address("127.0.0.1"), port}, net::use_awaitable);
+            std::string ask = "GET /inner HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+            co_await net::async_write(sock, net::buffer(ask), net::use_awaitable);
+            std::string got;
+            boost::system::error_code ec;
+            char buf[4096];
+            for (;;) {
+                std::size_t n = co_await sock.async_read_some(net::buffer(buf),
+                                                              net::redirect_error(net::use_awaitable, ec));
+                if (ec)
+                    break;
+                got.append(buf, n);
+            }
+            response res;
+            res.body("outer saw: " + got.substr(got.find("\r\n\r\n") + 4));
+            co_return res;
+        });
+        srv.route("/inner", [](const request&, response& res) { res.body_ref("inner\n"); });
+    });
+    port = s.port();
+    client c(s.port());
+    BOOST_TEST(c.get("/outer").body == "outer saw: inner\n");
+}
+
+BOOST_AUTO_TEST_CASE(on_head_refuses_an_upload_without_reading_it)
+{
+    std::atomic<int> called{0};
+    running_server s(running_server::quiet(), [&](server& srv) {
+        route_options o;
+        o.on_head = [](const request& req, response& res) {
+            if (!req.header("authorization").empty())
+                return false;
+            res.status(401);
+            res.header("WWW-Authenticate", "Basic realm=\"x\"");
+            return true;
+        };
+        srv.route("/up", [&called](const request&, response& res) {
+            ++called;
+            res.body_ref("stored\n");
+        }, o);
+    });
+    client c(s.port());
+    c.send("PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 20000000\r\nExpect: 100-continue\r\n\r\n");
+    reply r = c.read();
+    BOOST_TEST(r.status == 401);  // and no 100 Continue before it
+    BOOST_TEST(r.headers["connection"] == "close");
+    BOOST_TEST(c.closed_by_peer());
+    BOOST_TEST(called.load() == 0);
+    client ok(s.port());
+    ok.send("PUT /up HTTP/1.1\r\nHost: t\r\nAuthorization: Basic eA==\r\nContent-Length: 3\r\n\r\nabc");
+    BOOST_TEST(ok.read().body == "stored\n");
+    BOOST_TEST(ok.get("/up", "Authorization: x\r\n").status == 200);
+    BOOST_TEST(ok.get("/up").status == 401);  // no body: the connection stays
+    BOOST_TEST(ok.get("/up", "Authorization: x\r\n").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(graceful_stop_delivers_the_pending_answers_that_come_in_time)
+{
+    auto srv = std::make_unique<running_server>(running_server::quiet(), async_routes);
+    std::vector<std::unique_ptr<client>> cs;
+    for (int i = 0; i < 3; ++i) {
+        cs.push_back(std::make_unique<client>(srv->port()));
+        cs.back()->send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    std::this_thread::sleep_for(50ms);
+    std::thread stopper([&] { srv.reset(); });
+    for (auto& c : cs) {
+        reply r = c->read();
+        BOOST_TEST(r.body == "slow\n");
+        BOOST_TEST(r.headers["connection"] == "close");
+    }
+    stopper.join();
+}
+
+BOOST_AUTO_TEST_SUITE_END()

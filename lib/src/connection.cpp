@@ -557,6 +557,10 @@ std::size_t connection::consume(const char* p, std::size_t n)
         if (state_ != st_reading || closing_ || ++answered >= srv_.cfg_.max_pipelined)
             break;
     }
+    // The loop's scratch parser never outlives this call: its body sink
+    // points at this connection, which may be gone before the next one
+    // parses (a fuzzed CRLF after a request left it behind: use-after-free).
+    srv_.parser_.reset();
     return static_cast<std::size_t>(p - begin);
 }
 

@@ -45,6 +45,46 @@ void answer_after(responder r, std::chrono::milliseconds delay, std::string text
     }));
 }
 
+// An event every 100 ms, n of them, then the end of the body. Handlers hold
+// the ticker by shared_ptr, never the ticker itself: no cycle to leak.
+struct ticker : std::enable_shared_from_this<ticker> {
+    ticker(body_writer w, int n) : w(std::move(w)), timer(this->w.get_executor()), left(n) {}
+    void wait()
+    {
+        timer.expires_after(100ms);
+        timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (!ec)
+                self->tick();
+        });
+    }
+    void tick()
+    {
+        if (left-- == 0)
+            return w.async_finish([self = shared_from_this()](error_code) {});
+        w.async_write("data: " + std::to_string(++sent) + "\n\n", [self = shared_from_this()](error_code ec) {
+            if (!ec)
+                self->wait();
+        });
+    }
+    body_writer w;
+    net::steady_timer timer;
+    int left, sent = 0;
+};
+
+// Writes as fast as the writer lets it: back-pressure must hold it.
+struct flooder : std::enable_shared_from_this<flooder> {
+    explicit flooder(body_writer w) : w(std::move(w)) {}
+    void write()
+    {
+        w.async_write(block, [self = shared_from_this()](error_code ec) {
+            if (!ec)
+                self->write();
+        });
+    }
+    body_writer w;
+    std::string block = std::string(16 * 1024, 'f');
+};
+
 void async_routes(server& s)
 {
     hello(s);
@@ -89,45 +129,13 @@ void async_routes(server& s)
         response head;
         head.header("Content-Type", "text/event-stream");
         error_code ec;
-        auto w = std::make_shared<body_writer>(r.start_stream(std::move(head), ec));
-        auto t = std::make_shared<net::steady_timer>(w->get_executor());
-        auto count = std::make_shared<int>(0);
-        auto tick = std::make_shared<std::function<void(error_code)>>();
-        *tick = [w, t, count, n, tick](error_code ec) {
-            if (ec)
-                return;
-            if (*count == n) {
-                w->async_finish([tick](error_code) { *tick = nullptr; });
-                return;
-            }
-            ++*count;
-            w->async_write("data: " + std::to_string(*count) + "\n\n", [t, tick](error_code ec) {
-                if (ec) {
-                    *tick = nullptr;
-                    return;
-                }
-                t->expires_after(100ms);
-                t->async_wait(*tick);
-            });
-        };
-        t->expires_after(100ms);
-        t->async_wait(*tick);
+        auto t = std::make_shared<ticker>(r.start_stream(std::move(head), ec), n);
+        t->wait();
     });
     s.route("/flood", [](responder r) {
-        // Writes as fast as the writer lets it: back-pressure must hold it.
         response head;
         error_code ec;
-        auto w = std::make_shared<body_writer>(r.start_stream(std::move(head), ec));
-        auto step = std::make_shared<std::function<void(error_code)>>();
-        auto block = std::make_shared<std::string>(16 * 1024, 'f');
-        *step = [w, step, block](error_code ec) {
-            if (ec) {
-                *step = nullptr;
-                return;
-            }
-            w->async_write(*block, *step);
-        };
-        (*step)({});
+        std::make_shared<flooder>(r.start_stream(std::move(head), ec))->write();
     });
 }
 

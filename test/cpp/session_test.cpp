@@ -549,4 +549,25 @@ BOOST_AUTO_TEST_CASE(issue_9_route_mounted_while_a_body_arrives_keeps_its_handle
     BOOST_TEST(r.body == "helloworld");
 }
 
+BOOST_AUTO_TEST_CASE(issue_9_a_crlf_after_a_request_leaves_no_parser_behind)
+{
+    // Found by the fuzzer: the scratch parser made for the CRLF after a
+    // request kept a body sink pointing at that connection; the next
+    // connection's body was appended through it after the first was freed.
+    running_server s(running_server::quiet(), echo_routes);
+    for (int i = 0; i < 20; ++i) {
+        {
+            client a(s.port());
+            a.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n\r\n");
+            BOOST_TEST(a.read().status == 200);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        client b(s.port());
+        b.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        reply r = b.read();
+        BOOST_TEST(r.status == 200);
+        BOOST_TEST(r.body == "hello");
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

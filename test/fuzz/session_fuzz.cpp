@@ -10,6 +10,8 @@
 #include <fapws/log.hpp>
 #include <fapws/server.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -87,6 +89,23 @@ struct harness {
             throw std::runtime_error("handler failure");
         });
         srv.route("/informational", [](const fapws::request&, fapws::response& res) { res.status(101); });
+        // The asynchronous paths (issue #10): an answer on the next turn,
+        // and a streamed body written in three pieces.
+        srv.route("/async", [](fapws::responder r) {
+            auto ex = r.get_executor();
+            boost::asio::post(ex, [r = std::move(r)]() mutable {
+                fapws::response res;
+                res.body("async " + std::to_string(r.req().body().size()) + "\n");
+                r.send(std::move(res));
+            });
+        });
+        srv.route("/push", [](fapws::responder r) {
+            fapws::error_code ec;
+            auto w = std::make_shared<fapws::body_writer>(r.start_stream(fapws::response(), ec));
+            w->async_write("one\n", [w](fapws::error_code) {
+                w->async_write("two\n", [w](fapws::error_code) { w->async_finish([w](fapws::error_code) {}); });
+            });
+        });
         srv.route("/smuggled", [](const fapws::request& req, fapws::response& res) {
             // Reached only as a request of its own; a body parsed as a
             // request would come with no Host of its own or after a 400.
@@ -250,6 +269,7 @@ const std::vector<std::string> tokens = {
     "Host: x\r\n", "%00", "%2e%2e/", "/../", "chunked", "gzip, chunked", ";ext=1",
     "\r\n ", "\r\n\t", "|~|", "chunked, chunked", "identity, ", ",,", "0\r\nX-T: 1\r\n\r\n",
     "http://a.example", "x://y", "* ", "CONNECT ", "OPTIONS ", "/informational", "\x85", "\xa0", "@",
+    "/async", "/push",
     std::string(3000, 'A'), std::string(9000, 'B'),
 };
 

@@ -164,12 +164,7 @@ struct flight {
     bool has_length = false;
     bool chunked = false;
 
-    // The asynchronous side: the pending responder's exchange (not owned),
-    // an answer handed back by send() until the next turn emits it, and a
-    // body_writer's parked handlers.
-    exchange* waiting = nullptr;
-    std::unique_ptr<exchange> answered;
-    std::optional<response> answer;
+    // A body_writer's parked handlers.
     body_writer::handler_type write_done;
     body_writer::handler_type finish_done;
     bool pushed_end = false;   // async_finish was called
@@ -1332,11 +1327,17 @@ void connection::dispatch_async(request& req, request_body& body)
     r = std::move(req);
     if (!r.owns_bytes())
         r.own_head(head_length(r.method_.data(), parser().input_end()));
-    r.owned_body_ = std::make_unique<request_body>();
-    r.owned_body_->take(body);
-    r.body_ = r.owned_body_.get();
+    static const request_body no_body;
+    if (body.size_ || body.fd_ >= 0) {
+        r.owned_body_ = std::make_unique<request_body>();
+        r.owned_body_->take(body);
+        r.body_ = r.owned_body_.get();
+    } else {
+        r.body_ = &no_body;  // most pending requests: no allocation
+    }
     assert(request_parser::owns_views(r, r.storage_.get(), r.storage_.get() + r.storage_len_));
-    fl().waiting = ex.get();
+    ex_ = ex.get();  // not owned: the responder has it
+    ex_owned_ = false;
     state_ = st_waiting;
     const async_handler& h = *r.async_handler_;  // in the router's node: stable
     try {
@@ -1354,10 +1355,9 @@ void connection::dispatch_async(request& req, request_body& body)
 
 void connection::answer(std::unique_ptr<exchange> ex, response&& res)
 {
-    flight& f = fl();
-    f.waiting = nullptr;
-    f.answered = std::move(ex);
-    f.answer.emplace(std::move(res));
+    ex->answer = std::make_unique<response>(std::move(res));
+    ex_ = ex.release();  // owned until answer_now()
+    ex_owned_ = true;
     // Emitted from the loop's next turn: the caller may be inside another
     // connection's handler, whose output is in the loop's buffer.
     post<&connection::answer_now>();
@@ -1365,12 +1365,12 @@ void connection::answer(std::unique_ptr<exchange> ex, response&& res)
 
 void connection::answer_now()
 {
-    if (!fl_ || !fl_->answer)
+    if (!ex_ || !ex_owned_)
         return;
     conn_ref hold(*this);
-    std::unique_ptr<exchange> ex = std::move(fl_->answered);
-    response res = std::move(*fl_->answer);
-    fl_->answer.reset();
+    std::unique_ptr<exchange> ex(std::exchange(ex_, nullptr));
+    ex_owned_ = false;
+    response res = std::move(*ex->answer);
     state_ = st_reading;
     wait_ = wait_none;
     final_status(ex->req, res);
@@ -1382,7 +1382,7 @@ void connection::answer_now()
 void connection::begin_stream(std::unique_ptr<exchange> ex, response&& head)
 {
     flight& f = fl();
-    f.waiting = nullptr;
+    ex_ = nullptr;
     wait_ = wait_none;
     state_ = st_reading;
     head.clear_body();
@@ -1482,6 +1482,11 @@ void connection::pump_soon()
 
 void connection::wait_app()
 {
+    // Waiting for an answer with nothing in flight: a pending request costs
+    // the connection and the responder's exchange, no flight.
+    if (state_ == st_waiting && fl_ && fl_->in.empty() && !fl_->parser && fl_->out_pos >= fl_->out.size() &&
+        fl_->kind == flight::body_kind::none)
+        drop_flight();
     schedule(wait_list::app);
     if (eof_)
         return close();  // the peer left already
@@ -1491,14 +1496,19 @@ void connection::wait_app()
 // The connection closes with an answer pending: tell whoever waits.
 void connection::fail_async() noexcept
 {
-    if (!fl_)
-        return;
     const async_error why = srv_.stopping_ ? async_error::server_stopping : async_error::client_gone;
     try {
-        if (exchange* ex = std::exchange(fl_->waiting, nullptr)) {
-            ex->gone = why;
-            ex->cancel.emit(net::cancellation_type::terminal);
+        if (exchange* ex = std::exchange(ex_, nullptr)) {
+            if (ex_owned_) {
+                delete ex;  // an answer that will not be sent
+            } else {
+                ex->gone = why;
+                ex->cancel.emit(net::cancellation_type::terminal);
+            }
+            ex_owned_ = false;
         }
+        if (!fl_)
+            return;
         if (fl_->write_done)
             complete(std::move(fl_->write_done), make_error_code(why));
         if (fl_->finish_done)

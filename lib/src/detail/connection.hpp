@@ -166,11 +166,15 @@ public:
     wait_list list_ = wait_list::none;
 
 private:
+    // The asynchronous handler's exchange: the responder's while the answer
+    // is pending (then ex_owned_ is false), ours once send() handed it back.
+    exchange* ex_ = nullptr;
     int fd_;
     std::uint32_t peer_v4_;
     std::uint16_t peer_port_;
     std::uint16_t refs_ = 0;
     std::uint8_t state_ = 0;
+    bool ex_owned_ = false;
     bool closing_ = false;        // close after the current response
     bool draining_ = false;       // graceful stop: close once idle
     bool linger_ = false;         // unread input may remain: drain before close

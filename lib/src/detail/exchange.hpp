@@ -3,6 +3,8 @@
 
 #include <fapws/responder.hpp>
 
+#include <memory>
+
 namespace fapws::detail {
 
 class connection;
@@ -22,6 +24,7 @@ struct exchange {
     request req;  // owns its bytes
     boost::asio::cancellation_signal cancel;
     async_error gone = {};  // set when the answer can no longer be sent
+    std::unique_ptr<response> answer;  // set by send(), until it is emitted
 };
 
 }  // namespace fapws::detail

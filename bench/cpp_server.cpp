@@ -2,7 +2,10 @@
 //   cpp_server PORT [STATIC_DIR]
 #include <fapws/server.hpp>
 
+#include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -43,6 +46,32 @@ int main(int argc, char** argv)
     });
     srv.route("/gen", [](const fapws::request&, fapws::response& res) {
         res.stream(std::make_unique<repeat_source>());
+    });
+    // Asynchronous workloads (issue #10): requests left pending, and SSE
+    // subscribers that GET /publish sends one event to.
+    std::vector<fapws::responder> pending;
+    srv.route("/pending", [&pending](fapws::responder r) { pending.push_back(std::move(r)); });
+    std::set<std::shared_ptr<fapws::body_writer>> subscribers;
+    srv.route("/events", [&subscribers](fapws::responder r) {
+        fapws::response head;
+        head.header("Content-Type", "text/event-stream");
+        fapws::error_code ec;
+        auto w = std::make_shared<fapws::body_writer>(r.start_stream(std::move(head), ec));
+        if (!ec)
+            subscribers.insert(w);
+    });
+    long published = 0;
+    srv.route("/publish", [&](const fapws::request&, fapws::response& res) {
+        std::string event = "data: event " + std::to_string(++published) + "\n\n";
+        for (auto it = subscribers.begin(); it != subscribers.end();) {
+            if ((*it)->client_gone()) {
+                it = subscribers.erase(it);
+                continue;
+            }
+            (*it)->async_write(event, [](fapws::error_code) {});
+            ++it;
+        }
+        res.body(std::to_string(subscribers.size()) + "\n");
     });
     if (argc > 2)
         srv.static_files("/static", argv[2]);

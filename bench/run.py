@@ -167,8 +167,9 @@ def servers(build):
     py = sys.executable
     gunicorn = shutil.which("gunicorn") or "gunicorn"
     return [
-        Server("fapws-cpp", [f"{build}/bench/cpp_server", "{port}", "{www}"], ALL_APP + ["idle"]),
+        Server("fapws-cpp", [f"{build}/bench/cpp_server", "{port}", "{www}"], ALL_APP + ["idle", "pending", "sse"]),
         Server("beast-naive", [f"{build}/bench/beast_naive", "{port}"], HELLO),
+        Server("beast-sse", [f"{build}/bench/beast_sse", "{port}"], ["sse"]),
         Server("fapws-wsgi", [py, "-m", "fapws", "--bind", "127.0.0.1:{port}", "--log-level", "error",
                               "--static", "/static={www}", "apps:app"], ALL_APP + ["idle"] + STATIC),
         Server("fapws-static", [f"{VENV_BIN}/fapws-static", "--bind", "127.0.0.1:{port}",
@@ -285,6 +286,89 @@ def idle_memory(server, count):
             "alive_sample": alive, "rss_start_kb": base, "rss_peak_kb": base + grown}
 
 
+def pending_memory(server, count):
+    """RSS growth per request left pending in an asynchronous handler."""
+    warm = socket.create_connection(("127.0.0.1", server.port))
+    warm.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    warm.recv(4096)
+    time.sleep(0.3)
+    base = rss_kb(server.proc.pid)
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"GET /pending HTTP/1.1\r\nHost: bench\r\n\r\n")
+            socks.append(s)
+        time.sleep(1.0)
+        grown = rss_kb(server.proc.pid) - base
+        t0 = time.perf_counter()
+        warm.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        ok = warm.recv(4096).startswith(b"HTTP/1.1 200")
+        latency_ms = (time.perf_counter() - t0) * 1000
+    finally:
+        for s in socks:
+            s.close()
+        warm.close()
+    return {"bytes_per_pending": grown * 1024 / count, "fresh_ms": latency_ms, "fresh_ok": ok,
+            "rss_start_kb": base, "rss_peak_kb": base + grown}
+
+
+def sse_fanout(server, count, events):
+    """Server CPU per delivered event: `count` subscribers, `events` events,
+    each published by GET /publish once every subscriber has the last one."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    subs, seen, bufs = [], {}, {}
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+            subs.append(s)
+            seen[s], bufs[s] = 0, b""
+
+        def pump(want, timeout=30.0):
+            deadline = time.monotonic() + timeout
+            behind = sum(1 for s in subs if seen[s] < want)
+            while behind and time.monotonic() < deadline:
+                for key, _ in sel.select(0.5):
+                    s = key.fileobj
+                    try:
+                        data = s.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        sel.unregister(s)
+                        continue
+                    b = bufs[s] + data
+                    n = b.count(b"data: ")
+                    was = seen[s]
+                    seen[s] += n
+                    bufs[s] = b[b.rfind(b"data: ") + 6:] if n else b[-8:]
+                    if was < want <= seen[s]:
+                        behind -= 1
+            return behind == 0
+
+        time.sleep(1.0)  # every subscriber's head is out
+        ctl = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        c0 = cpu_seconds(server.proc.pid)
+        delivered_all = True
+        for i in range(events):
+            ctl.sendall(b"GET /publish HTTP/1.1\r\nHost: bench\r\n\r\n")
+            ctl.recv(4096)
+            delivered_all = pump(i + 1) and delivered_all
+        c1 = cpu_seconds(server.proc.pid)
+        ctl.close()
+        delivered = sum(min(v, events) for v in seen.values())
+    finally:
+        for s in subs:
+            s.close()
+    return {"cpu_us_per_event": (c1 - c0) * 1e6 / delivered if delivered else float("nan"),
+            "delivered": delivered, "expected": count * events, "complete": delivered_all}
+
+
 def _alive(s):
     s.setblocking(False)
     try:
@@ -320,9 +404,12 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a == a and b == b and b > 0 else "-"
 
 
-def write_outputs(results, idle, args, started, out_md):
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "runs.csv"), "w", newline="") as f:
+def write_outputs(results, idle, args, started, out_md, asyn=None):
+    asyn = asyn or {}
+    # A quick run writes under build/: only a full run updates bench/results.
+    outdir = os.path.join(ROOT, "build", "bench-quick") if args.quick else os.path.join(HERE, "results")
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "runs.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "workload", "round", "requests", "rps", "cpu_us", "p50_ms", "p99_ms", "errors",
                     "non2xx", "mb_s", "rss_start_kb", "rss_peak_kb"])
@@ -332,7 +419,16 @@ def write_outputs(results, idle, args, started, out_md):
                             r["p99_ms"], r["errors"], r["non2xx"], f"{r['mb_s']:.1f}", r["rss_start_kb"],
                             r["rss_peak_kb"]])
 
-    with open(os.path.join(HERE, "results", "idle.csv"), "w", newline="") as f:
+    if asyn:
+        with open(os.path.join(outdir, "async.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["server", "test", "value", "detail"])
+            for (srv, test), r in asyn.items():
+                if test == "pending":
+                    w.writerow([srv, test, f"{r['bytes_per_pending']:.1f}", f"fresh {r['fresh_ms']:.2f} ms"])
+                else:
+                    w.writerow([srv, test, f"{r['cpu_us_per_event']:.3f}", f"{r['delivered']}/{r['expected']}"])
+    with open(os.path.join(outdir, "idle.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "connections", "bytes_per_conn", "fresh_ms", "fresh_ok", "rss_start_kb", "rss_peak_kb"])
         for s, r in idle.items():
@@ -363,6 +459,18 @@ def write_outputs(results, idle, args, started, out_md):
             verdict = "met" if r["bytes_per_conn"] <= 400 and r["fresh_ms"] < 10 else "MISSED"
             lines.append(f"| 10,000 idle keep-alive connections ({s}): <= 400 B each, fresh request < 10 ms | "
                          f"{r['bytes_per_conn']:.0f} B, {r['fresh_ms']:.1f} ms | {verdict} |")
+    pend = asyn.get(("fapws-cpp", "pending"))
+    if pend:
+        v = pend["bytes_per_pending"]
+        lines.append(f"| {args.pending:,} pending asynchronous requests (fapws-cpp): <= 1 KiB each | {v:.0f} B, "
+                     f"fresh request {pend['fresh_ms']:.1f} ms | {'met' if v <= 1024 and pend['fresh_ok'] else 'MISSED'} |")
+    mine, theirs = asyn.get(("fapws-cpp", "sse")), asyn.get(("beast-sse", "sse"))
+    if mine and theirs and theirs["cpu_us_per_event"] > 0:
+        r = mine["cpu_us_per_event"] / theirs["cpu_us_per_event"]
+        ok = r <= 1.0 and mine["delivered"] == mine["expected"]
+        lines.append(f"| SSE fan-out, {args.subscribers:,} subscribers: CPU/event <= 1.0x a Beast coroutine server | "
+                     f"{mine['cpu_us_per_event']:.3f} us vs {theirs['cpu_us_per_event']:.3f} us: **{r:.2f}x**, "
+                     f"{mine['delivered']:,}/{mine['expected']:,} delivered | {'met' if ok else 'MISSED'} |")
     errs = {s: med(results.get((s, "c1000"), []), "errors") for s in ("fapws-cpp", "fapws-wsgi")}
     for s, e in errs.items():
         if e == e:
@@ -411,7 +519,7 @@ def write_outputs(results, idle, args, started, out_md):
             ax.invert_yaxis()
         fig.suptitle("CPU per request, lower is better (server and wrk on separate cores)")
         fig.tight_layout()
-        fig.savefig(os.path.join(HERE, "results", "cpu_per_request.png"), dpi=90)
+        fig.savefig(os.path.join(outdir, "cpu_per_request.png"), dpi=90)
     except Exception as e:  # the chart is a convenience; the table is the result
         print(f"(chart not drawn: {e})")
 
@@ -459,7 +567,20 @@ def load_saved():
                 idle[row["server"]] = {"bytes_per_conn": float(row["bytes_per_conn"]), "fresh_ms": float(row["fresh_ms"]),
                                        "fresh_ok": row["fresh_ok"] == "1", "rss_start_kb": int(row["rss_start_kb"]),
                                        "rss_peak_kb": int(row["rss_peak_kb"])}
-    return results, idle
+    asyn = {}
+    path = os.path.join(HERE, "results", "async.csv")
+    if os.path.exists(path):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row["test"] == "pending":
+                    ms = float(row["detail"].split()[1])
+                    asyn[(row["server"], "pending")] = {"bytes_per_pending": float(row["value"]), "fresh_ms": ms,
+                                                        "fresh_ok": True}
+                else:
+                    got, want = (int(x) for x in row["detail"].split("/"))
+                    asyn[(row["server"], "sse")] = {"cpu_us_per_event": float(row["value"]), "delivered": got,
+                                                    "expected": want}
+    return results, idle, asyn
 
 
 def make_www(path):
@@ -480,18 +601,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory test")
+    ap.add_argument("--pending", type=int, default=10000, help="pending asynchronous requests")
+    ap.add_argument("--subscribers", type=int, default=10000, help="SSE subscribers for the fan-out test")
+    ap.add_argument("--events", type=int, default=10, help="events published in the fan-out test")
     ap.add_argument("--only", default="", help="comma-separated server names")
     ap.add_argument("--workloads", default="", help="comma-separated workloads")
     ap.add_argument("--report", action="store_true", help="rebuild RESULTS.md from bench/results/*.csv only")
     args = ap.parse_args()
     if args.report:
-        results, idle = load_saved()
-        write_outputs(results, idle, args, datetime.datetime.utcnow(), os.path.join(HERE, "RESULTS.md"))
+        results, idle, asyn = load_saved()
+        write_outputs(results, idle, args, datetime.datetime.utcnow(), os.path.join(HERE, "RESULTS.md"), asyn)
         return 0
     if args.quick:
         args.rounds, args.duration, args.idle = 1, 2, 500
+        args.pending, args.subscribers, args.events = 200, 200, 3
         args.only = args.only or "fapws-cpp,fapws-wsgi,fapws-static,nginx"
-        args.workloads = args.workloads or "hello,post,gen,static-1k,idle"
+        args.workloads = args.workloads or "hello,post,gen,static-1k,idle,pending,sse"
     if os.cpu_count() < 2:
         global LOAD_CPU
         LOAD_CPU = "0"
@@ -499,6 +624,8 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it
     if hard < 2 * args.idle + 100:
         args.idle = max(100, (hard - 100) // 2)
+        args.pending = min(args.pending, args.idle)
+        args.subscribers = min(args.subscribers, args.idle)
 
     started = datetime.datetime.utcnow()
     tmp = tempfile.mkdtemp(prefix="fapws-bench-")
@@ -547,8 +674,26 @@ def main():
                 print(f"idle {s.name}: {e}", file=sys.stderr)
             finally:
                 s.stop()
+    asyn = {}
+    for s in plan:
+        for test in ("pending", "sse"):
+            if test not in s.workloads or (wanted and test not in wanted):
+                continue
+            try:
+                s.start(ctx)
+                if test == "pending":
+                    r = asyn[(s.name, test)] = pending_memory(s, args.pending)
+                    print(f"pending {s.name:16} {r['bytes_per_pending']:.0f} B/request", file=sys.stderr)
+                else:
+                    r = asyn[(s.name, test)] = sse_fanout(s, args.subscribers, args.events)
+                    print(f"sse {s.name:16} {r['cpu_us_per_event']:.3f} us/event, {r['delivered']}/{r['expected']}",
+                          file=sys.stderr)
+            except Exception as e:
+                print(f"{test} {s.name}: {e}", file=sys.stderr)
+            finally:
+                s.stop()
     shutil.rmtree(tmp, ignore_errors=True)
-    write_outputs(results, idle, args, started, None if args.quick else os.path.join(HERE, "RESULTS.md"))
+    write_outputs(results, idle, args, started, None if args.quick else os.path.join(HERE, "RESULTS.md"), asyn)
     if args.quick:
         bad = [k for k, rows in results.items() if not rows or rows[0]["requests"] == 0]
         if bad:

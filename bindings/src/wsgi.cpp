@@ -500,6 +500,8 @@ public:
         return true;
     }
     std::optional<std::uint64_t> size() const override { return total_; }
+    // Its items are all in hand: joining them delays nothing.
+    bool gathers() const override { return true; }
 
 private:
     PyObject* list_;

@@ -163,6 +163,7 @@ struct flight {
     std::uint64_t left = 0;  // body bytes still owed when the length is declared
     bool has_length = false;
     bool chunked = false;
+    bool gather = false;  // the source's body_source::gathers()
 
     // A body_writer's parked handlers.
     body_writer::handler_type write_done;
@@ -786,7 +787,28 @@ void connection::emit(request& req, response& res, std::string& out)
         case response::kind::pushed: break;  // unknown unless the head declared it
         case response::kind::stream:
             actual = res.source_->size();
-            if ((!actual || *actual <= inline_body) && !res.content_length_) {
+            if (!res.source_->gathers()) {
+                // The first non-empty block only: it leaves with the head,
+                // and an error before it can still become a 500.
+                try {
+                    std::string_view b;
+                    while (stage.empty()) {
+                        if (!res.source_->next(b)) {
+                            source_done = true;
+                            break;
+                        }
+                        stage.append(b);
+                    }
+                } catch (const std::exception& e) {
+                    ++srv_.stats_.handler_errors;
+                    log_error("response body for " + std::string(req.target_) + " failed: " + e.what());
+                    stage.clear();
+                    internal_error(res);
+                    continue;
+                }
+                if (source_done && !actual)
+                    actual = stage.size();
+            } else if ((!actual || *actual <= inline_body) && !res.content_length_) {
                 // Pull the first blocks before the head: a body that ends
                 // within them gets a Content-Length instead of chunking, and
                 // an error raised there can still become a 500.
@@ -932,6 +954,7 @@ void connection::emit(request& req, response& res, std::string& out)
         }
         flight& f = fl();
         f.kind = flight::body_kind::source;
+        f.gather = res.source_->gathers();
         f.source = std::move(res.source_);
         f.holds = std::move(res.holds_);
         f.chunked = chunked;
@@ -1152,10 +1175,12 @@ void connection::pump()
             }
             break;
         case flight::body_kind::source:
-            // Small items are gathered up to one block per write; a large
-            // one is a block by itself. Nothing more is pulled until the
-            // socket took what was gathered.
-            while (f.kind == flight::body_kind::source && f.out.size() < srv_.cfg_.block_size) {
+            // One block, handed to the socket before the next is pulled; a
+            // gathering source's small blocks are joined up to one
+            // block_size per write. Nothing more is pulled until the socket
+            // took what is in hand.
+            while (f.kind == flight::body_kind::source && f.out.size() < srv_.cfg_.block_size &&
+                   (f.gather || f.out.empty())) {
                 std::string_view b;
                 bool more;
                 try {

@@ -18,7 +18,11 @@ namespace {
 // A source that produces `blocks` blocks of `size` bytes of `fill`.
 class counting_source final : public body_source {
 public:
-    counting_source(int blocks, std::size_t size, char fill) : left_(blocks), block_(size, fill) {}
+    counting_source(int blocks, std::size_t size, char fill, bool gather = false)
+        : left_(blocks), block_(size, fill), gather_(gather)
+    {
+    }
+    bool gathers() const override { return gather_; }
     bool next(std::string_view& b) override
     {
         if (left_-- <= 0)
@@ -30,6 +34,7 @@ public:
 private:
     int left_;
     std::string block_;
+    bool gather_;
 };
 
 void echo_routes(server& s)
@@ -46,7 +51,10 @@ void echo_routes(server& s)
         res.stream(std::make_unique<counting_source>(n, 64 * 1024, 'x'));
     });
     s.route("/small-stream", [](const request&, response& res) {
-        res.stream(std::make_unique<counting_source>(2, 5, 'y'));
+        res.stream(std::make_unique<counting_source>(2, 5, 'y', true));  // gathers: in hand
+    });
+    s.route("/blocks", [](const request&, response& res) {
+        res.stream(std::make_unique<counting_source>(3, 5, 'z'));
     });
     s.route("/boom", [](const request&, response&) -> void { throw std::runtime_error("boom"); });
     s.route("/split", [](const request&, response& res) {
@@ -220,6 +228,22 @@ BOOST_AUTO_TEST_CASE(small_stream_gets_content_length)
     reply r = c.get("/small-stream");
     BOOST_TEST(r.headers["content-length"] == "10");
     BOOST_TEST(r.body == "yyyyyyyyyy");
+}
+
+BOOST_AUTO_TEST_CASE(issue_11_a_stream_is_not_gathered_unless_its_source_asks)
+{
+    // PEP 3333: no block is held back while the next is produced. Each
+    // block goes to the socket alone, so each is a chunk of its own.
+    running_server s(running_server::quiet(), echo_routes);
+    client c(s.port());
+    c.send("GET /blocks HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    std::string all;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(c.fd(), buf, sizeof buf, 0)) > 0)
+        all.append(buf, static_cast<std::size_t>(n));
+    BOOST_TEST(all.find("Transfer-Encoding: chunked") != std::string::npos);
+    BOOST_TEST(all.substr(all.find("\r\n\r\n") + 4) == "5\r\nzzzzz\r\n5\r\nzzzzz\r\n5\r\nzzzzz\r\n0\r\n\r\n");
 }
 
 BOOST_AUTO_TEST_CASE(expect_continue_answered_before_body)

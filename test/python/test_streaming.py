@@ -159,3 +159,66 @@ def test_app_threads_run_while_loop_waits(serve):
     time.sleep(0.3)
     b = int(requests.get(s.url).text)
     assert b - a >= 10
+
+
+# ---------------------------------------------------------------- issue 11: no block held back
+
+def _stamped_arrivals(port, request, marker):
+    """Sends a request, then records when each line holding `marker` and a
+    stamp (time.monotonic() at the yield, the same clock here) arrives."""
+    import re as _re
+    import socket as _socket
+    import time as _time
+
+    s = _socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(request)
+    lags, buf = [], b""
+    while True:
+        chunk = s.recv(65536)
+        now = _time.monotonic()
+        if not chunk:
+            break
+        buf += chunk
+        for m in _re.finditer(marker + rb" (\d+) (\d+\.\d+)", chunk):
+            lags.append(now - float(m.group(2)))
+        if buf.endswith(b"0\r\n\r\n") and b"chunked" in buf[:buf.find(b"\r\n\r\n")]:
+            break
+    s.close()
+    return lags, buf
+
+
+def test_each_generator_item_is_sent_when_yielded_http11(serve):
+    s = serve("wsgiapps:ticks_app")
+    lags, raw_bytes = _stamped_arrivals(s.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", rb"tick")
+    assert b"Transfer-Encoding: chunked" in raw_bytes
+    assert len(lags) == 4
+    assert max(lags) < 0.05, lags
+
+
+def test_each_generator_item_is_sent_when_yielded_http10(serve):
+    s = serve("wsgiapps:ticks_app")
+    lags, raw_bytes = _stamped_arrivals(s.port, b"GET / HTTP/1.0\r\n\r\n", rb"tick")
+    assert b"Content-Length" not in raw_bytes.split(b"\r\n\r\n")[0]
+    assert len(lags) == 4
+    assert max(lags) < 0.05, lags
+
+
+def test_items_after_a_large_first_item_are_not_held_back(serve):
+    s = serve("wsgiapps:ticks_app")
+    lags, _ = _stamped_arrivals(s.port, b"GET /?big HTTP/1.1\r\nHost: a\r\n\r\n", rb"tick")
+    assert len(lags) == 4
+    assert max(lags) < 0.05, lags
+
+
+def test_flask_server_sent_events_stream_in_real_time(serve):
+    s = serve("flaskapp:app")
+    lags, _ = _stamped_arrivals(s.port, b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n", rb"data:")
+    assert len(lags) == 3
+    assert max(lags) < 0.05, lags
+
+
+def test_django_streaming_response_streams_in_real_time(serve):
+    s = serve("djproject.wsgi:application")
+    lags, _ = _stamped_arrivals(s.port, b"GET /stream/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", rb"item")
+    assert len(lags) == 3
+    assert max(lags) < 0.05, lags

@@ -155,6 +155,14 @@ public:
     virtual bool next(std::string_view& block) = 0;
     // The body length when known up front (sent as Content-Length).
     virtual std::optional<std::uint64_t> size() const { return std::nullopt; }
+    // By default every block is handed to the socket before the next one is
+    // pulled, and the head leaves with the first non-empty block: a block is
+    // never held back while the source produces the next (PEP 3333's rule,
+    // and what a slow or pushed source needs). A source whose blocks are
+    // already in hand (a list) may return true: the server then joins blocks
+    // up to config::block_size per write, and pulls up to 16 KiB before the
+    // head so that a short body gets a Content-Length.
+    virtual bool gathers() const { return false; }
 };
 
 class response {

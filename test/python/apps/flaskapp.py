@@ -1,4 +1,6 @@
-from flask import Flask, jsonify, request, session
+import time
+
+from flask import Flask, jsonify, request, session, stream_with_context
 
 app = Flask(__name__)
 app.secret_key = "test-only"
@@ -29,3 +31,14 @@ def upload():
 @app.route("/stream")
 def stream():
     return app.response_class((f"{i}\n" for i in range(5)), mimetype="text/plain")
+
+
+@app.route("/events")
+def events():
+    """Server-sent events, three of them 0.3 s apart, stamped when yielded."""
+    def gen():
+        for i in range(3):
+            if i:
+                time.sleep(0.3)
+            yield f"data: {i} {time.monotonic():.6f} {request.path}\n\n"
+    return app.response_class(stream_with_context(gen()), mimetype="text/event-stream")

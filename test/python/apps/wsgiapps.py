@@ -243,3 +243,18 @@ def hardening_app(environ, start_response):
 
 
 _kept = []
+
+
+def ticks_app(environ, start_response):
+    """Items stamped with time.monotonic() when yielded, 0.3 s apart; the
+    first after a 20 KB item when the query says so (issue 11)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def gen():
+        if environ.get("QUERY_STRING") == "big":
+            yield b"x" * 20000 + b"\n"
+        for i in range(4):
+            if i:
+                time.sleep(0.3)
+            yield f"tick {i} {time.monotonic():.6f}\n".encode()
+    return gen()

@@ -1,5 +1,7 @@
 from django import forms
-from django.http import HttpResponse
+import time
+
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path
 
@@ -23,4 +25,14 @@ def form(request):
     return render(request, "form.html", {"form": f, "seen": request.session.get("name", "")})
 
 
-urlpatterns = [path("", hello), path("form/", form)]
+def stream(request):
+    """Three stamped items, 0.3 s apart: each must reach the client at once."""
+    def items():
+        for i in range(3):
+            if i:
+                time.sleep(0.3)
+            yield f"item {i} {time.monotonic():.6f}\n"
+    return StreamingHttpResponse(items(), content_type="text/plain")
+
+
+urlpatterns = [path("", hello), path("form/", form), path("stream/", stream)]

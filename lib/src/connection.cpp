@@ -689,6 +689,7 @@ bool connection::begin_body()
     router::match m = srv_.router_.find(req.path_);
     req.handler_ = m.target;
     req.async_handler_ = m.async_target;
+    req.route_options_ = m.options;
     req.mount_len_ = m.prefix_len;
     if (m.options && m.options->on_head && !answer_head(req, *m.options, ps.has_body()))
         return false;
@@ -1364,6 +1365,16 @@ void connection::dispatch_async(request& req, request_body& body)
     ex_ = ex.get();  // not owned: the responder has it
     ex_owned_ = false;
     state_ = st_waiting;
+    if (r.route_options_ && r.route_options_->timeout.count() > 0) {
+        exchange* e = ex.get();
+        e->deadline.emplace(srv_.ioc_, r.route_options_->timeout);
+        add_ref();  // held by the wait; a cancelled wait still runs
+        e->deadline->async_wait([this, e](error_code ec) {
+            if (!ec)
+                handler_timed_out(e);
+            release();
+        });
+    }
     const async_handler& h = *r.async_handler_;  // in the router's node: stable
     try {
         // Dropped without an answer (also when h throws): the responder's
@@ -1378,8 +1389,39 @@ void connection::dispatch_async(request& req, request_body& body)
     }
 }
 
+// The route's timeout passed with the answer still pending: 504, and the
+// handler's operations are cancelled; its late send() gets timed_out.
+void connection::handler_timed_out(exchange* e)
+{
+    if (ex_ != e || ex_owned_ || state_ != st_waiting)
+        return;
+    conn_ref hold(*this);
+    ex_ = nullptr;
+    e->gone = async_error::timed_out;
+    e->deadline.reset();  // the responder may outlive the io_context: no timer left in it
+    try {
+        e->cancel.emit(net::cancellation_type::terminal);
+    } catch (const std::exception& x) {
+        log_error(std::string("cancelling a timed-out handler failed: ") + x.what());
+    }
+    if (state_ != st_waiting)
+        return;  // a cancellation handler closed the connection
+    ++srv_.stats_.handler_errors;
+    log_warning("handler for " + std::string(e->req.target_) + " did not answer in time; sent 504");
+    state_ = st_reading;
+    wait_ = wait_none;
+    response& res = srv_.res_;
+    res.clear();
+    res.status(504);
+    res.header("Content-Type", "text/plain; charset=utf-8");
+    res.body_ref("Gateway Timeout\n");
+    emit(e->req, res, srv_.out_);
+    flush();
+}
+
 void connection::answer(std::unique_ptr<exchange> ex, response&& res)
 {
+    ex->deadline.reset();  // answered in time
     ex->answer = std::make_unique<response>(std::move(res));
     ex_ = ex.release();  // owned until answer_now()
     ex_owned_ = true;

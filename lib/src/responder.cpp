@@ -28,6 +28,7 @@ public:
         case async_error::already_completed: return "already answered or finished";
         case async_error::server_stopping: return "the server is stopping";
         case async_error::busy: return "a write is still pending";
+        case async_error::timed_out: return "the handler's time to answer passed (504 sent)";
         }
         return "unknown fapws.async error";
     }

@@ -596,7 +596,11 @@ void server::run()
             break;
         bool settled = woke && events < impl::poll_batch && s.ready_.empty() && s.defer_.empty();
         woke = false;
-        if (n && !settled && ++turn % 8 != 0)
+        // While asynchronous handlers wait, their timers and upstream
+        // replies are io_context work: poll it every turn then, so a busy
+        // server does not starve them (issue #10).
+        const bool app_waits = s.lists_[static_cast<int>(detail::wait_list::app)].size != 0;
+        if (n && !settled && !app_waits && ++turn % 8 != 0)
             continue;
         if ((n && !settled) || !s.defer_.empty()) {
             n += s.ioc_.poll();

@@ -397,4 +397,31 @@ BOOST_AUTO_TEST_CASE(graceful_stop_delivers_the_pending_answers_that_come_in_tim
     stopper.join();
 }
 
+BOOST_AUTO_TEST_CASE(a_handler_that_misses_its_timeout_gives_504)
+{
+    std::vector<responder> kept;
+    std::atomic<bool> late_checked{false};
+    error_code late;
+    running_server s(running_server::quiet(), [&](server& srv) {
+        hello(srv);
+        route_options o;
+        o.timeout = 100ms;
+        srv.route("/stuck", [&kept](responder r) { kept.push_back(std::move(r)); }, o);
+        srv.route("/late", [&](const request&, response& res) {
+            late = kept.front().send(response());
+            late_checked = true;
+            res.body_ref("checked\n");
+        });
+    });
+    client c(s.port());
+    auto t0 = clock_type::now();
+    reply r = c.get("/stuck");
+    auto took = clock_type::now() - t0;
+    BOOST_TEST(r.status == 504);
+    BOOST_TEST((took >= 100ms && took < 1s));
+    BOOST_TEST(c.get("/").status == 200);  // keep-alive goes on
+    BOOST_TEST(c.get("/late").body == "checked\n");
+    BOOST_TEST(late == make_error_code(async_error::timed_out));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,6 +23,7 @@ class request_parser;
 class request;
 class response;
 class responder;
+struct route_options;
 // A handler answers one request, synchronously. It may throw: before the
 // response head is sent that becomes a 500 and the server goes on.
 using handler = std::function<void(const request&, response&)>;
@@ -130,6 +131,7 @@ private:
     const request_body* body_ = nullptr;
     const handler* handler_ = nullptr;
     const async_handler* async_handler_ = nullptr;
+    const route_options* route_options_ = nullptr;
     std::unique_ptr<char[]> storage_;           // the head, when owned
     std::size_t storage_len_ = 0;
     std::unique_ptr<request_body> owned_body_;  // the body, when owned

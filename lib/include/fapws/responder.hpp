@@ -42,6 +42,7 @@ enum class async_error {
     already_completed,  // answered (or finished) before
     server_stopping,    // the server stopped before the answer
     busy,               // a write is still pending on this body_writer
+    timed_out,          // route_options::timeout passed: the client got 504
 };
 const boost::system::error_category& async_category() noexcept;
 inline error_code make_error_code(async_error e) noexcept { return {static_cast<int>(e), async_category()}; }

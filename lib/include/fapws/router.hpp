@@ -4,6 +4,7 @@
 
 #include <fapws/http.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,6 +25,11 @@ struct route_options {
     // and a body that was announced is not read (the connection then
     // closes). It may throw: a 500. Loop thread.
     std::function<bool(const request&, response&)> on_head;
+    // For an asynchronous handler: the time it has to answer, from the
+    // complete request to send() or start_stream(). Then the client gets
+    // 504, the handler's cancellation slot fires, and a later send()
+    // returns async_error::timed_out. Zero: no limit.
+    std::chrono::milliseconds timeout{0};
 
     bool allows(std::string_view method) const noexcept;
     std::string allow_header() const;  // "GET, HEAD"

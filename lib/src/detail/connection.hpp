@@ -131,6 +131,7 @@ private:
     void dispatch_async(request& req, request_body& body);
     void final_status(const request& req, response& res);
     void answer_now();
+    void handler_timed_out(exchange* e);
     void wait_app();
     void fail_async() noexcept;
     void pump_soon();

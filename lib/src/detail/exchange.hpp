@@ -3,7 +3,10 @@
 
 #include <fapws/responder.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <memory>
+#include <optional>
 
 namespace fapws::detail {
 
@@ -25,6 +28,8 @@ struct exchange {
     boost::asio::cancellation_signal cancel;
     async_error gone = {};  // set when the answer can no longer be sent
     std::unique_ptr<response> answer;  // set by send(), until it is emitted
+    // route_options::timeout, when the route has one.
+    std::optional<boost::asio::steady_timer> deadline;
 };
 
 }  // namespace fapws::detail

@@ -120,7 +120,13 @@ bool well_formed_version(const char* p, std::size_t n) noexcept
            std::isdigit(static_cast<unsigned char>(v[7])) && all.substr(0, eol).find('\n') == std::string_view::npos;
 }
 
-// What a failed handler or body answers, when its head is not sent yet.
+bool body_allowed(int status) noexcept
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+}  // namespace
+
 void internal_error(response& res)
 {
     res.clear();
@@ -128,13 +134,6 @@ void internal_error(response& res)
     res.header("Content-Type", "text/plain; charset=utf-8");
     res.body_ref("Internal Server Error\n");
 }
-
-bool body_allowed(int status) noexcept
-{
-    return status >= 200 && status != 204 && status != 304;
-}
-
-}  // namespace
 
 struct flight {
     // Input not yet consumed: a partial request, or pipelined requests
@@ -788,34 +787,15 @@ void connection::emit(request& req, response& res, std::string& out)
         case response::kind::pushed: break;  // unknown unless the head declared it
         case response::kind::stream:
             actual = res.source_->size();
-            if (!res.source_->gathers()) {
-                // The first non-empty block only: it leaves with the head,
-                // and an error before it can still become a 500.
+            // Pulled before the head: the first non-empty block, which
+            // leaves with it (PEP 3333: nothing held back); a gathering
+            // source up to 16 KiB, so a body that ends there gets a
+            // Content-Length. An error raised here can still become a 500.
+            if (!res.source_->gathers() || ((!actual || *actual <= inline_body) && !res.content_length_)) {
+                const std::size_t want = res.source_->gathers() ? inline_body + 1 : 1;
                 try {
                     std::string_view b;
-                    while (stage.empty()) {
-                        if (!res.source_->next(b)) {
-                            source_done = true;
-                            break;
-                        }
-                        stage.append(b);
-                    }
-                } catch (const std::exception& e) {
-                    ++srv_.stats_.handler_errors;
-                    log_error("response body for " + std::string(req.target_) + " failed: " + e.what());
-                    stage.clear();
-                    internal_error(res);
-                    continue;
-                }
-                if (source_done && !actual)
-                    actual = stage.size();
-            } else if ((!actual || *actual <= inline_body) && !res.content_length_) {
-                // Pull the first blocks before the head: a body that ends
-                // within them gets a Content-Length instead of chunking, and
-                // an error raised there can still become a 500.
-                try {
-                    std::string_view b;
-                    while (stage.size() <= inline_body) {
+                    while (stage.size() < want) {
                         if (!res.source_->next(b)) {
                             source_done = true;
                             break;

@@ -77,9 +77,7 @@ responder::~responder()
         return;
     log_error("responder for " + std::string(ex_->req.target()) + " dropped without an answer; sent 500");
     response res;
-    res.status(500);
-    res.header("Content-Type", "text/plain; charset=utf-8");
-    res.body_ref("Internal Server Error\n");
+    detail::internal_error(res);
     send(std::move(res));
 }
 
@@ -137,9 +135,7 @@ void responder::fail(std::exception_ptr e) noexcept
     log_error("handler for " + std::string(ex_->req.target()) + " failed: " + what);
     try {
         response res;
-        res.status(500);
-        res.header("Content-Type", "text/plain; charset=utf-8");
-        res.body_ref("Internal Server Error\n");
+        detail::internal_error(res);
         send(std::move(res));
     } catch (...) {
         ex_.reset();

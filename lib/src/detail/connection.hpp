@@ -54,6 +54,10 @@ inline std::int64_t remaining_ms(std::uint32_t enqueued, std::uint32_t timeout, 
     return std::int64_t(timeout) - std::int32_t(now - enqueued);
 }
 
+// What a failed handler or body answers when its head is not sent yet: the
+// one stock 500.
+void internal_error(response& res);
+
 // Per-request state kept while a request spans more than one I/O event: a
 // partial head or body, a response still being written. Absent while idle.
 struct flight;

@@ -751,7 +751,8 @@ void connection::dispatch()
         }
     }
     final_status(req, res);
-    emit(req, res, srv_.out_);
+    if (!emit(req, res, srv_.out_))
+        park(adopt(req, body), std::move(res));
 }
 
 // A 1xx is never a final answer: the client would take the next response
@@ -771,8 +772,10 @@ void connection::final_status(const request& req, response& res)
 namespace fapws::detail {
 
 // Serialises the response head (and a small body) into the loop's output
-// buffer, or hands a large body to the flight.
-void connection::emit(request& req, response& res, std::string& out)
+// buffer, or hands a large body to the flight. False when the body's source
+// paused before its first byte: nothing was written, the caller parks the
+// response until the source resumes.
+bool connection::emit(request& req, response& res, std::string& out)
 {
     std::string& stage = srv_.stage_;
     stage.clear();
@@ -787,20 +790,29 @@ void connection::emit(request& req, response& res, std::string& out)
         case response::kind::pushed: break;  // unknown unless the head declared it
         case response::kind::stream:
             actual = res.source_->size();
+            res.source_->conn_ = this;
             // Pulled before the head: the first non-empty block, which
             // leaves with it (PEP 3333: nothing held back); a gathering
             // source up to 16 KiB, so a body that ends there gets a
             // Content-Length. An error raised here can still become a 500.
-            if (!res.source_->gathers() || ((!actual || *actual <= inline_body) && !res.content_length_)) {
+            // A head without a body (HEAD, 204, 304) pulls nothing.
+            if ((res.source_->gathers() && (!actual || *actual <= inline_body) && !res.content_length_) ||
+                (!res.source_->gathers() && !req.head_ && body_allowed(res.status_))) {
                 const std::size_t want = res.source_->gathers() ? inline_body + 1 : 1;
                 try {
                     std::string_view b;
                     while (stage.size() < want) {
+                        res.source_->paused_ = false;
                         if (!res.source_->next(b)) {
                             source_done = true;
                             break;
                         }
                         stage.append(b);
+                        if (res.source_->paused_) {
+                            if (stage.empty())
+                                return false;
+                            break;  // the head leaves with what is in hand
+                        }
                     }
                 } catch (const std::exception& e) {
                     ++srv_.stats_.handler_errors;
@@ -865,7 +877,7 @@ void connection::emit(request& req, response& res, std::string& out)
         if (res.kind_ == response::kind::pushed)
             start_pushed(false, 0);  // the writer's bytes are dropped
         res.clear();
-        return;
+        return true;
     }
     const std::uint64_t limit = declared.value_or(UINT64_MAX);
 
@@ -946,6 +958,7 @@ void connection::emit(request& req, response& res, std::string& out)
     }
     }
     res.clear();
+    return true;
 }
 
 // A stock answer for a request we refuse, then close: the rest of the input
@@ -1165,11 +1178,17 @@ void connection::pump()
                 std::string_view b;
                 bool more;
                 try {
+                    f.source->paused_ = false;
                     more = f.source->next(b);
                 } catch (const std::exception& e) {
                     ++srv_.stats_.handler_errors;
                     log_error(std::string("response body failed after the head was sent: ") + e.what());
                     return close();
+                }
+                if (more && b.empty() && f.source->paused_) {
+                    if (!f.out.empty())
+                        break;  // send what is in hand first
+                    return wait_app();  // until resume(); the client is still watched
                 }
                 if (!more) {
                     if (f.has_length && f.left > 0) {
@@ -1276,7 +1295,19 @@ void connection::drain() noexcept
         return;
     if (idle())
         return close();
+    // A paused body (a subscriber waiting for its next event) has no end
+    // in sight: it ends now, and its source learns it by being destroyed.
+    if (paused_body())
+        return close();
     draining_ = true;
+}
+
+bool connection::paused_body() const noexcept
+{
+    if (state_ == st_waiting)
+        return ex_ && ex_owned_ && ex_->answer && ex_->answer->source_ && ex_->answer->source_->paused_;
+    return fl_ && fl_->kind == flight::body_kind::source && wait_ == wait_on_app && fl_->source->paused_ &&
+           fl_->out_pos >= fl_->out.size();
 }
 
 void connection::close() noexcept
@@ -1319,14 +1350,19 @@ bool connection::answer_head(request& req, const route_options& opt, bool has_bo
         linger_ = true;
     }
     final_status(req, res);
-    emit(req, res, srv_.out_);
+    if (!emit(req, res, srv_.out_)) {
+        static request_body no_body;
+        park(adopt(req, no_body), std::move(res));
+    }
     return false;
 }
 
 // Hands the request to an asynchronous handler. The request moves into the
 // exchange its responder owns, with its head and body copied out of loop
 // memory; the connection waits and reads nothing more until the answer.
-void connection::dispatch_async(request& req, request_body& body)
+// The request moves into an exchange, with its head and body copied out of
+// loop scratch: it outlives this turn.
+std::unique_ptr<exchange> connection::adopt(request& req, request_body& body)
 {
     auto ex = std::make_unique<exchange>(*this);
     request& r = ex->req;
@@ -1342,6 +1378,35 @@ void connection::dispatch_async(request& req, request_body& body)
         r.body_ = &no_body;  // most pending requests: no allocation
     }
     assert(request_parser::owns_views(r, r.storage_.get(), r.storage_.get() + r.storage_len_));
+    return ex;
+}
+
+// A response whose source paused before its first byte waits, with its
+// request, until the source resumes; then answer_now() emits it.
+void connection::park(std::unique_ptr<exchange> ex, response&& res)
+{
+    ex->answer = std::make_unique<response>(std::move(res));
+    ex_ = ex.release();
+    ex_owned_ = true;
+    state_ = st_waiting;
+    wait_ = wait_none;
+}
+
+// The source of the response being written, or of the one parked, resumed.
+void connection::source_ready()
+{
+    if (state_ == st_closed)
+        return;
+    if (state_ == st_waiting && ex_ && ex_owned_)
+        return post<&connection::answer_now>();
+    if (fl_ && fl_->kind == flight::body_kind::source && wait_ == wait_on_app)
+        pump_soon();
+}
+
+void connection::dispatch_async(request& req, request_body& body)
+{
+    std::unique_ptr<exchange> ex = adopt(req, body);
+    request& r = ex->req;
     ex_ = ex.get();  // not owned: the responder has it
     ex_owned_ = false;
     state_ = st_waiting;
@@ -1395,7 +1460,7 @@ void connection::handler_timed_out(exchange* e)
     res.status(504);
     res.header("Content-Type", "text/plain; charset=utf-8");
     res.body_ref("Gateway Timeout\n");
-    emit(e->req, res, srv_.out_);
+    (void)emit(e->req, res, srv_.out_);  // no source: never parks
     flush();
 }
 
@@ -1421,7 +1486,8 @@ void connection::answer_now()
     state_ = st_reading;
     wait_ = wait_none;
     final_status(ex->req, res);
-    emit(ex->req, res, srv_.out_);
+    if (!emit(ex->req, res, srv_.out_))
+        park(std::move(ex), std::move(res));  // resumed too early: wait again
     ex.reset();
     flush();
 }
@@ -1437,7 +1503,7 @@ void connection::begin_stream(std::unique_ptr<exchange> ex, response&& head)
     final_status(ex->req, head);
     // Straight into the flight's output, behind what is still unsent: the
     // caller may be inside another connection's handler.
-    emit(ex->req, head, f.out);
+    (void)emit(ex->req, head, f.out);  // a pushed body, no source: never parks
     if (head.kind_ == response::kind::pushed && f.kind != flight::body_kind::pushed)
         start_pushed(false, 0);  // final_status turned it into a 500: drop the writer's bytes
     pump_soon();
@@ -1566,3 +1632,16 @@ void connection::fail_async() noexcept
 }
 
 }  // namespace fapws::detail
+
+namespace fapws {
+
+void body_source::resume() noexcept
+{
+    if (!paused_)
+        return;
+    paused_ = false;
+    if (conn_)
+        conn_->source_ready();
+}
+
+}  // namespace fapws

@@ -11,6 +11,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -136,6 +138,88 @@ void async_routes(server& s)
         response head;
         error_code ec;
         std::make_shared<flooder>(r.start_stream(std::move(head), ec))->write();
+    });
+}
+
+// A pushed body as a pull source: it pauses while its queue is empty and a
+// feeder resumes it. The feeder reaches it through `link`, which the
+// source's destructor clears (the connection may drop it at any time).
+struct queue_source;
+struct queue_link {
+    queue_source* src = nullptr;
+    bool destroyed = false;
+};
+struct queue_source final : body_source {
+    explicit queue_source(std::shared_ptr<queue_link> l) : link(std::move(l)) { link->src = this; }
+    ~queue_source() override
+    {
+        link->src = nullptr;
+        link->destroyed = true;
+    }
+    bool next(std::string_view& block) override
+    {
+        ++pulls;
+        if (!q.empty()) {
+            current = std::move(q.front());
+            q.erase(q.begin());
+            block = current;
+            return true;
+        }
+        if (ended)
+            return false;
+        pause();
+        block = {};
+        return true;
+    }
+    void feed(std::string s)
+    {
+        q.push_back(std::move(s));
+        resume();
+    }
+    void end()
+    {
+        ended = true;
+        resume();
+    }
+    std::shared_ptr<queue_link> link;
+    std::vector<std::string> q;
+    std::string current;
+    bool ended = false;
+    int pulls = 0;
+};
+
+std::atomic<int> sources_destroyed{0};
+
+// /pushed?N: N blocks, one every 100 ms from a timer, then the end.
+void pushed_routes(server& s)
+{
+    hello(s);
+    s.route("/pushed", [&s](const request& req, response& res) {
+        int n = req.query().empty() ? 3 : std::stoi(std::string(req.query()));
+        auto link = std::make_shared<queue_link>();
+        res.header("Content-Type", "text/event-stream");
+        res.stream(std::make_unique<queue_source>(link));
+        auto t = std::make_shared<net::steady_timer>(s.context());
+        auto left = std::make_shared<int>(n);
+        auto tick = std::make_shared<std::function<void(error_code)>>();
+        *tick = [t, link, left, tick](error_code ec) {
+            if (ec || !link->src) {
+                if (link->destroyed)
+                    ++sources_destroyed;
+                *tick = nullptr;  // breaks the cycle
+                return;
+            }
+            if ((*left)-- == 0) {
+                link->src->end();
+                *tick = nullptr;
+                return;
+            }
+            link->src->feed("data: " + std::to_string(*left) + "\n\n");
+            t->expires_after(100ms);
+            t->async_wait(*tick);
+        };
+        t->expires_after(100ms);
+        t->async_wait(*tick);
     });
 }
 
@@ -422,6 +506,95 @@ BOOST_AUTO_TEST_CASE(a_handler_that_misses_its_timeout_gives_504)
     BOOST_TEST(c.get("/").status == 200);  // keep-alive goes on
     BOOST_TEST(c.get("/late").body == "checked\n");
     BOOST_TEST(late == make_error_code(async_error::timed_out));
+}
+
+BOOST_AUTO_TEST_CASE(a_paused_source_sends_its_head_with_the_first_block_and_each_block_when_resumed)
+{
+    running_server s(running_server::quiet(), pushed_routes);
+    client c(s.port());
+    auto t0 = clock_type::now();
+    c.send("GET /pushed?3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::string got = c.read_some();  // the head and the first event together
+    auto first = clock_type::now() - t0;
+    BOOST_TEST(got.find("HTTP/1.1 200") == 0u);
+    BOOST_TEST(got.find("Transfer-Encoding: chunked") != std::string::npos);
+    BOOST_TEST(got.find("data: 2") != std::string::npos);
+    BOOST_TEST((first >= 90ms && first < 150ms), "first block after " << std::chrono::duration_cast<std::chrono::milliseconds>(first).count() << " ms");
+    got = c.read_some();
+    auto second = clock_type::now() - t0;
+    BOOST_TEST(got.find("data: 1") != std::string::npos);
+    BOOST_TEST((second >= 190ms && second < 250ms));
+    std::string rest;
+    while (rest.find("0\r\n\r\n") == std::string::npos)
+        rest += c.read_some();
+    BOOST_TEST(rest.find("data: 0") != std::string::npos);
+    BOOST_TEST(c.get("/").status == 200);  // keep-alive goes on
+}
+
+BOOST_AUTO_TEST_CASE(a_source_that_ends_without_a_byte_is_an_empty_response)
+{
+    running_server s(running_server::quiet(), pushed_routes);
+    client c(s.port());
+    reply r = c.get("/pushed?0");
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.headers["content-length"] == "0");
+    BOOST_TEST(r.body.empty());
+    BOOST_TEST(c.get("/").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_leaves_destroys_its_paused_source)
+{
+    running_server s(running_server::quiet(), pushed_routes);
+    int before = sources_destroyed.load();
+    {
+        client c(s.port());
+        c.send("GET /pushed?100 HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.read_some();  // streaming: paused between events
+    }
+    auto t0 = clock_type::now();
+    // The feeder notices at its next tick (<= 100 ms) that the source is gone.
+    while (sources_destroyed.load() == before && clock_type::now() - t0 < 1s)
+        std::this_thread::sleep_for(1ms);
+    BOOST_TEST(sources_destroyed.load() == before + 1);
+    BOOST_TEST((clock_type::now() - t0 < 150ms));
+    BOOST_TEST(s.srv().counters().connections_open == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_paused_source_costs_no_cpu)
+{
+    queue_source* kept = nullptr;
+    running_server s(running_server::quiet(), [&](server& srv) {
+        srv.route("/never", [&](const request&, response& res) {
+            auto src = std::make_unique<queue_source>(std::make_shared<queue_link>());
+            kept = src.get();
+            res.stream(std::move(src));
+        });
+    });
+    client c(s.port());
+    c.send("GET /never HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::this_thread::sleep_for(20ms);
+    rusage a{}, b{};
+    ::getrusage(RUSAGE_SELF, &a);
+    std::this_thread::sleep_for(500ms);
+    ::getrusage(RUSAGE_SELF, &b);
+    auto us = [](const rusage& r) {
+        return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000L + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+    };
+    BOOST_TEST(us(b) - us(a) < 10000, "CPU while paused: " << us(b) - us(a) << " us");
+    BOOST_TEST(kept != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(graceful_stop_ends_paused_bodies_at_once)
+{
+    int before = sources_destroyed.load();
+    auto srv = std::make_unique<running_server>(running_server::quiet(), pushed_routes);
+    client c(srv->port());
+    c.send("GET /pushed?100 HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.read_some();
+    auto t0 = clock_type::now();
+    srv.reset();  // a graceful stop: a subscriber between events does not hold it
+    BOOST_TEST((clock_type::now() - t0 < 500ms));
+    BOOST_TEST(sources_destroyed.load() >= before);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace fapws::test {
 
@@ -161,6 +162,14 @@ public:
             r.closed = true;
         }
         return r;
+    }
+
+    // What arrives next, raw: what was buffered, or one recv.
+    std::string read_some()
+    {
+        if (buf_.empty() && !fill())
+            throw std::runtime_error("connection closed");
+        return std::exchange(buf_, std::string());
     }
 
     // True when the server closed the connection (EOF) within the timeout.

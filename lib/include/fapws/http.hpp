@@ -165,6 +165,25 @@ public:
     // up to config::block_size per write, and pulls up to 16 KiB before the
     // head so that a short body gets a Content-Length.
     virtual bool gathers() const { return false; }
+
+    // Loop thread: the source has more to give (or its end) after it
+    // paused. The connection pulls again on the loop's next turn. Harmless
+    // when not paused, or before the response was handed to the server.
+    void resume() noexcept;
+    bool paused() const noexcept { return paused_; }
+
+protected:
+    // Called from next(), which then returns true with an empty block:
+    // nothing is ready yet. The connection stops pulling and costs no CPU
+    // until resume(); it still notices the client leaving (the source is
+    // then destroyed). Paused before the first byte, the response head
+    // waits too: a source that ends without a byte gets Content-Length: 0.
+    void pause() noexcept { paused_ = true; }
+
+private:
+    friend class detail::connection;
+    detail::connection* conn_ = nullptr;  // set when the connection first pulls
+    bool paused_ = false;
 };
 
 class response {

@@ -103,6 +103,8 @@ public:
     // A body_writer's bytes, framed and queued; the pump runs next turn.
     void push(std::string_view data);
     void end_stream();
+    // A paused body_source resumed (body_source::resume).
+    void source_ready();
     std::size_t buffered() const noexcept;
     bool gone() const noexcept { return state_ == st_closed_v; }
     bool stopping() const noexcept;
@@ -133,6 +135,9 @@ private:
     bool begin_body();
     void dispatch();
     void dispatch_async(request& req, request_body& body);
+    std::unique_ptr<exchange> adopt(request& req, request_body& body);
+    void park(std::unique_ptr<exchange> ex, response&& res);
+    bool paused_body() const noexcept;
     void final_status(const request& req, response& res);
     void answer_now();
     void handler_timed_out(exchange* e);
@@ -141,7 +146,7 @@ private:
     void pump_soon();
     void start_pushed(bool chunked, std::optional<std::uint64_t> length);
     bool answer_head(request& req, const route_options& opt, bool has_body);
-    void emit(request& req, response& res, std::string& out);
+    [[nodiscard]] bool emit(request& req, response& res, std::string& out);
     void answer_error(int status, std::string_view fields = {});
     void flush();
     void proceed();

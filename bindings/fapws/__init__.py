@@ -4,8 +4,10 @@
     fapws.serve(app, host="127.0.0.1", port=8080)
 """
 
-from fapws.errors import DeferQueueFull, SetupError
-from fapws.wsgi import VERSION, FileWrapper, Server, serve
+from fapws._core import Pushed
+from fapws.errors import Backpressure, DeferQueueFull, SetupError
+from fapws.wsgi import VERSION, FileWrapper, Server, current_server, serve
 
 __version__ = VERSION
-__all__ = ["Server", "serve", "FileWrapper", "SetupError", "DeferQueueFull", "__version__"]
+__all__ = ["Server", "serve", "current_server", "FileWrapper", "Pushed", "SetupError", "DeferQueueFull", "Backpressure",
+           "__version__"]

@@ -1,5 +1,5 @@
 """Exceptions raised by fapws."""
 
-from fapws._core import DeferQueueFull, SetupError
+from fapws._core import Backpressure, DeferQueueFull, SetupError
 
-__all__ = ["SetupError", "DeferQueueFull"]
+__all__ = ["SetupError", "DeferQueueFull", "Backpressure"]

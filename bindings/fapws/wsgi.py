@@ -53,7 +53,10 @@ class Server:
     ``forwarded_allow_ips`` lists proxies whose X-Forwarded-Proto is trusted.
     """
 
-    def __init__(self, debug=False, multiprocess=False, forwarded_allow_ips=(), **options):
+    def __init__(self, *args, debug=False, multiprocess=False, forwarded_allow_ips=(), **options):
+        if args:
+            raise TypeError("fapws.Server() takes keyword options only; give the address to "
+                            "server.listen('HOST:PORT') (got positional %r)" % (args,))
         for key in ("header_timeout", "keepalive_timeout", "io_timeout", "shutdown_timeout"):
             if key in options:
                 options[key] = _seconds(key, options[key])
@@ -91,7 +94,6 @@ class Server:
             "SCRIPT_NAME": _unquote_latin1(script_name),
         }
         self._core.route_wsgi(prefix, app, environ, FileWrapper, debug=self.debug,
-                              multiprocess=bool(self.multiprocess),
                               forwarded_allow_ips=self.forwarded_allow_ips)
 
     def static(self, prefix, directory, max_age=None, **options):
@@ -147,12 +149,15 @@ class Server:
         import signal
         import threading
 
+        global _current
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: self._core.stop())
+        outer, _current = _current, self
         try:
             self._core.run()
         finally:
+            _current = outer
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -168,6 +173,16 @@ class Server:
         pid = os.fork()
         self._core.notify_fork("child" if pid == 0 else "parent")
         return pid
+
+
+_current = None
+
+
+def current_server():
+    """The Server whose loop is running (call it from an application, a timer
+    or a deferred task), or None. Lets an app served by the ``fapws`` command
+    add timers and deferred tasks to the loop it runs on."""
+    return _current
 
 
 def _unquote_latin1(path):

@@ -3,6 +3,7 @@
 // application started keep running; a 100 ms timer lets Python handle signals.
 #include <fapws/server.hpp>
 
+#include "pushed.hpp"
 #include "wsgi.hpp"
 
 #include <pybind11/functional.h>
@@ -57,6 +58,7 @@ public:
                                 saved_ = nullptr;
                             });
         interrupts_ = 0;
+        serving_on_this_thread();
         timer signals = srv_.add_timer(std::chrono::milliseconds(100), [this] { check_signals(); });
         try {
             srv_.run();
@@ -208,17 +210,17 @@ void bind_server(pyb::module_& m)
              "Around os.fork(): a child gets its own epoll set with the inherited listeners.")
         .def("route_wsgi",
              [](py_server& s, std::string prefix, pyb::object app, pyb::dict environ, pyb::object file_wrapper,
-                bool debug, bool multiprocess, std::vector<std::string> forwarded_allow_ips) {
+                bool debug, std::vector<std::string> forwarded_allow_ips) {
                  wsgi_options o;
                  o.debug = debug;
-                 o.multiprocess = multiprocess;
+                 o.loop = &s.srv_.context();
                  o.forwarded_allow_ips = std::move(forwarded_allow_ips);
                  auto a = std::make_shared<wsgi_app>(std::move(app), std::move(environ), std::move(file_wrapper),
                                                      std::move(o));
                  s.srv_.route(std::move(prefix), [a](const request& req, response& res) { (*a)(req, res); });
              },
              pyb::arg("prefix"), pyb::arg("app"), pyb::arg("environ"), pyb::arg("file_wrapper"),
-             pyb::arg("debug") = false, pyb::arg("multiprocess") = false,
+             pyb::arg("debug") = false,
              pyb::arg("forwarded_allow_ips") = std::vector<std::string>{})
         .def("route_static",
              [](py_server& s, std::string prefix, const std::string& directory, long max_age, bool index,

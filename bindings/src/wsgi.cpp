@@ -4,6 +4,8 @@
 // of the application's bytes objects.
 #include "wsgi.hpp"
 
+#include "pushed.hpp"
+
 #include <fapws/log.hpp>
 
 #include <boost/beast/core/string.hpp>
@@ -111,15 +113,6 @@ std::string_view bytes_view(PyObject* b)
 // ---------------------------------------------------------------- start_response
 
 }  // namespace
-
-struct start_response_object {
-    PyObject_HEAD
-    PyObject* status;
-    PyObject* headers;
-    PyObject* written;  // list of bytes from write(), or null
-    PyObject* write;    // the write() callable start_response returns
-    int committed;      // the head was handed to the server
-};
 
 namespace {
 
@@ -583,6 +576,8 @@ void call_close(PyObject* result)
     PyErr_Restore(t, v, tb);
 }
 
+}  // namespace
+
 // Hands the status line and headers to the core; false with a Python error set.
 bool commit(response& res, start_response_object* sr)
 {
@@ -618,6 +613,8 @@ bool commit(response& res, start_response_object* sr)
     sr->committed = 1;
     return true;
 }
+
+namespace {
 
 // The body of a list, tuple or write() data: small ones are copied once into
 // the response, larger ones are sent from the bytes objects themselves.
@@ -713,6 +710,7 @@ start_response_object* wsgi_app::take_sr()
     }
     sr->status = sr->headers = sr->written = nullptr;
     sr->committed = 0;
+    sr->deferred = 0;
     return sr;
 }
 
@@ -728,7 +726,8 @@ void wsgi_app::release_sr(start_response_object* sr)
         spare_sr_ = sr;
         return;
     }
-    sr->committed = 1;    // the request is over for a write() the app kept
+    if (!sr->deferred)
+        sr->committed = 1;  // the request is over for a write() the app kept
     Py_CLEAR(sr->write);  // breaks the cycle; a write() kept by the app keeps sr
     Py_DECREF(o);
 }
@@ -936,6 +935,9 @@ void wsgi_app::operator()(const request& req, response& res)
     if (!result)
         return fail(res, "WSGI application");
 
+    if (is_pushed(result))
+        return pushed_body(res, result, sr);
+
     // The common case: a list or tuple of bytes.
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
         PyObject* seq = result;
@@ -1069,6 +1071,26 @@ void wsgi_app::operator()(const request& req, response& res)
         first = joined;
     }
     res.stream(std::make_unique<iter_source>(result, iter, first));
+}
+
+// A fapws.Pushed: the body comes later, from send(). The status and headers
+// known now decide the framing; the head itself waits for the first block.
+void wsgi_app::pushed_body(response& res, PyObject* result, start_response_object* sr)
+{
+    if (sr->status && !commit(res, sr)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        drop_pushed(result);  // on_close: this body will not be served
+        PyErr_Restore(t, v, tb);
+        Py_DECREF(result);
+        return fail(res, "WSGI application");
+    }
+    std::unique_ptr<body_source> src = take_pushed(result, sr, sr->written, *opt_.loop);
+    Py_DECREF(result);
+    Py_CLEAR(sr->written);
+    if (!src)
+        return fail(res, "WSGI application");
+    res.stream(std::move(src));
 }
 
 void bind_wsgi(pyb::module_& m)

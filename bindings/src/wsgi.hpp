@@ -4,6 +4,7 @@
 
 #include <fapws/http.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <pybind11/pybind11.h>
 
 #include <memory>
@@ -27,11 +28,24 @@ struct gil {
 
 struct wsgi_options {
     bool debug = false;               // traceback in the 500 page
-    bool multiprocess = false;        // wsgi.multiprocess
+    boost::asio::io_context* loop = nullptr;  // the server's: other threads post there
     std::vector<std::string> forwarded_allow_ips;  // trust X-Forwarded-Proto from these
 };
 
-struct start_response_object;
+// The start_response callable of one request (a C type).
+struct start_response_object {
+    PyObject_HEAD
+    PyObject* status;
+    PyObject* headers;
+    PyObject* written;  // list of bytes from write(), or null
+    PyObject* write;    // the write() callable start_response returns
+    int committed;      // the head was handed to the server
+    int deferred;       // a Pushed body holds it: the head goes out later
+};
+
+// Hands the status line and headers to the core; false with a Python error
+// set. Marks the head committed: start_response(..., exc_info) re-raises.
+bool commit(response& res, start_response_object* sr);
 
 // Shared by every request to one mounted app; owned by the route's handler.
 class wsgi_app {
@@ -45,6 +59,7 @@ private:
     PyObject* header_key(std::string_view name);
     PyObject* listener_value(const listener_info& l, bool port);
     void fail(response& res, const char* what);
+    void pushed_body(response& res, PyObject* result, start_response_object* sr);
     // One start_response per request, reused when the application kept none.
     start_response_object* take_sr();
     void release_sr(start_response_object* sr);

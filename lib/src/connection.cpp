@@ -824,6 +824,15 @@ bool connection::emit(request& req, response& res, std::string& out)
                 if (source_done)
                     actual = stage.size();
             }
+            try {
+                res.source_->before_head(res);
+            } catch (const std::exception& e) {
+                ++srv_.stats_.handler_errors;
+                log_error("response head for " + std::string(req.target_) + " failed: " + e.what());
+                stage.clear();
+                internal_error(res);
+                continue;
+            }
             break;
         }
         break;

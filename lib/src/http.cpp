@@ -394,6 +394,17 @@ response::~response()
         ::close(file_fd_);
 }
 
+void response::clear_headers() noexcept
+{
+    status_ = 200;
+    reason_.clear();
+    fields_.clear();
+    content_length_.reset();
+    close_ = false;
+    has_server_ = false;
+    has_date_ = false;
+}
+
 void response::clear_body() noexcept
 {
     kind_ = kind::none;

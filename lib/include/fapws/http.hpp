@@ -165,6 +165,11 @@ public:
     // up to config::block_size per write, and pulls up to 16 KiB before the
     // head so that a short body gets a Content-Length.
     virtual bool gathers() const { return false; }
+    // Called once, right before the response head is written (after the
+    // first block was pulled, or the end was seen): the source may still
+    // change the status and headers (a WSGI application may change its mind
+    // with start_response(..., exc_info) until then). The body must stay.
+    virtual void before_head(response&) {}
 
     // Loop thread: the source has more to give (or its end) after it
     // paused. The connection pulls again on the loop's next turn. Harmless
@@ -227,6 +232,8 @@ public:
     void close() noexcept { close_ = true; }
 
     void clear();
+    // Back to a bare 200 without headers; the body stays.
+    void clear_headers() noexcept;
 
 private:
     friend class detail::connection;

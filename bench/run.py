@@ -171,7 +171,7 @@ def servers(build):
         Server("beast-naive", [f"{build}/bench/beast_naive", "{port}"], HELLO),
         Server("beast-sse", [f"{build}/bench/beast_sse", "{port}"], ["sse"]),
         Server("fapws-wsgi", [py, "-m", "fapws", "--bind", "127.0.0.1:{port}", "--log-level", "error",
-                              "--static", "/static={www}", "apps:app"], ALL_APP + ["idle"] + STATIC),
+                              "--static", "/static={www}", "apps:app"], ALL_APP + ["idle", "sse"] + STATIC),
         Server("fapws-static", [f"{VENV_BIN}/fapws-static", "--bind", "127.0.0.1:{port}",
                                 "--log-level", "error", "{www}"], [], ),
         Server("nginx", ["nginx", "-c", "{nginx_conf}", "-p", "{tmp}"], ["hello", "c1000", "idle"] + STATIC,
@@ -320,6 +320,7 @@ def sse_fanout(server, count, events):
 
     sel = selectors.DefaultSelector()
     subs, seen, bufs = [], {}, {}
+    base = rss_kb(server.proc.pid)
     try:
         for _ in range(count):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -351,7 +352,8 @@ def sse_fanout(server, count, events):
                         behind -= 1
             return behind == 0
 
-        time.sleep(1.0)  # every subscriber's head is out
+        time.sleep(1.0)  # every subscriber is waiting
+        per_sub = (rss_kb(server.proc.pid) - base) * 1024 / count
         ctl = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         c0 = cpu_seconds(server.proc.pid)
         delivered_all = True
@@ -366,7 +368,8 @@ def sse_fanout(server, count, events):
         for s in subs:
             s.close()
     return {"cpu_us_per_event": (c1 - c0) * 1e6 / delivered if delivered else float("nan"),
-            "delivered": delivered, "expected": count * events, "complete": delivered_all}
+            "delivered": delivered, "expected": count * events, "complete": delivered_all,
+            "bytes_per_sub": per_sub}
 
 
 def _alive(s):
@@ -427,7 +430,8 @@ def write_outputs(results, idle, args, started, out_md, asyn=None):
                 if test == "pending":
                     w.writerow([srv, test, f"{r['bytes_per_pending']:.1f}", f"fresh {r['fresh_ms']:.2f} ms"])
                 else:
-                    w.writerow([srv, test, f"{r['cpu_us_per_event']:.3f}", f"{r['delivered']}/{r['expected']}"])
+                    w.writerow([srv, test, f"{r['cpu_us_per_event']:.3f}",
+                                f"{r['delivered']}/{r['expected']} {r.get('bytes_per_sub', 0):.0f}B/sub"])
     with open(os.path.join(outdir, "idle.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "connections", "bytes_per_conn", "fresh_ms", "fresh_ok", "rss_start_kb", "rss_peak_kb"])
@@ -471,6 +475,18 @@ def write_outputs(results, idle, args, started, out_md, asyn=None):
         lines.append(f"| SSE fan-out, {args.subscribers:,} subscribers: CPU/event <= 1.0x a Beast coroutine server | "
                      f"{mine['cpu_us_per_event']:.3f} us vs {theirs['cpu_us_per_event']:.3f} us: **{r:.2f}x**, "
                      f"{mine['delivered']:,}/{mine['expected']:,} delivered | {'met' if ok else 'MISSED'} |")
+    py = asyn.get(("fapws-wsgi", "sse"))
+    if py and mine and theirs and theirs["cpu_us_per_event"] > 0:
+        r_cpp = py["cpu_us_per_event"] / mine["cpu_us_per_event"]
+        r_beast = py["cpu_us_per_event"] / theirs["cpu_us_per_event"]
+        ok = r_beast <= 2.0 and r_cpp <= 2.0 and py["delivered"] == py["expected"]
+        lines.append(f"| SSE fan-out from Python (fapws.Pushed), {args.subscribers:,} subscribers: CPU/event <= 2.0x "
+                     f"the C++ body writer and a Beast coroutine server | {py['cpu_us_per_event']:.3f} us: "
+                     f"**{r_cpp:.2f}x** C++ writer, **{r_beast:.2f}x** Beast, "
+                     f"{py['delivered']:,}/{py['expected']:,} delivered | {'met' if ok else 'MISSED'} |")
+        b = py.get("bytes_per_sub", float("nan"))
+        lines.append(f"| {args.subscribers:,} idle fapws.Pushed subscribers: <= 2 KiB each | {b:.0f} B | "
+                     f"{'met' if b <= 2048 else 'MISSED'} |")
     errs = {s: med(results.get((s, "c1000"), []), "errors") for s in ("fapws-cpp", "fapws-wsgi")}
     for s, e in errs.items():
         if e == e:
@@ -577,9 +593,11 @@ def load_saved():
                     asyn[(row["server"], "pending")] = {"bytes_per_pending": float(row["value"]), "fresh_ms": ms,
                                                         "fresh_ok": True}
                 else:
-                    got, want = (int(x) for x in row["detail"].split("/"))
+                    parts = row["detail"].split()
+                    got, want = (int(x) for x in parts[0].split("/"))
+                    per_sub = float(parts[1][:-5]) if len(parts) > 1 else float("nan")
                     asyn[(row["server"], "sse")] = {"cpu_us_per_event": float(row["value"]), "delivered": got,
-                                                    "expected": want}
+                                                    "expected": want, "bytes_per_sub": per_sub}
     return results, idle, asyn
 
 

@@ -1,7 +1,7 @@
 """fapws.Pushed (issue 11): server-sent events and long polling without
 threads, over real loopback sockets."""
 
-import json
+import os
 import selectors
 import socket
 import statistics
@@ -15,6 +15,7 @@ import requests
 import fapws
 
 APP = "pushed_app:app"
+HERE_TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture
@@ -210,3 +211,22 @@ def test_a_pushed_body_wrapped_by_middleware_is_a_500_not_a_frozen_loop(serve):
     r = requests.get(srv.url + "/events", timeout=5)
     assert r.status_code == 500
     assert requests.get(srv.url + "/hello", timeout=5).text == "hello"
+
+
+def test_the_chat_example_relays_a_message_to_every_open_page(serve):
+    examples = os.path.join(os.path.dirname(HERE_TESTS), "..", "examples")
+    srv = serve("chat:app", "--chdir", os.path.abspath(examples))
+    assert b"EventSource" in requests.get(srv.url + "/", timeout=5).content
+    pages = [subscribe(srv.port) for _ in range(3)]
+    for p in pages:
+        p.settimeout(3)
+        assert b"retry: 2000" in p.recv(4096)
+    r = requests.post(srv.url + "/say", data={"text": "hi <b>all</b>"}, timeout=5)
+    assert r.status_code == 204
+    for p in pages:
+        got = b""
+        while b"event: say" not in got:
+            got += p.recv(4096)
+        assert b"data: hi &lt;b&gt;all&lt;/b&gt;" in got
+        p.close()
+    assert wait_for(lambda: requests.get(srv.url + "/stats", timeout=5).json()["subscribers"] == 0)

@@ -14,6 +14,7 @@ import email.utils
 import socket as _socket
 from urllib.parse import parse_qs
 
+from fapws._core import Pushed
 from fapws.wsgi import Server
 
 _server = None
@@ -68,6 +69,8 @@ def _fapws3(app):
             for k, v in getattr(_base.Environ, "defaults", {}).items():
                 environ.setdefault(k, v)
         result = app(environ, start_response)
+        if isinstance(result, Pushed):
+            return result  # served as it is: fapws iterates nothing on its loop
         if isinstance(result, (str, bytes)):
             result = [result]
         return _Encode(result)

@@ -26,6 +26,7 @@ def test_fapws3_script_runs(tmp_path):
         assert requests.get(url + "/queue").text == "queued 3"
         time.sleep(0.1)
         assert "deferred=[1, 2, 3] queue=0" in requests.get(url + "/status").text
+        assert requests.get(url + "/later").text == "pushed later"
     finally:
         p.terminate()
         out, err = p.communicate(timeout=10)

@@ -29,11 +29,22 @@ def queue(environ, start_response):
     return ["queued %d" % evwsgi.defer_queue_size()]
 
 
+def later(environ, start_response):
+    # Not FAPWS3: the new pushed body, through the old API (issue 11).
+    import fapws
+
+    body = fapws.Pushed()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    evwsgi.defer(lambda _: (body.send(b"pushed later"), body.close()), None)
+    return body
+
+
 evwsgi.start("127.0.0.1", port)
 evwsgi.set_base_module(base)
 evwsgi.wsgi_cb(("/hello", hello))
 evwsgi.wsgi_cb(("/status", status))
 evwsgi.wsgi_cb(("/queue", queue))
+evwsgi.wsgi_cb(("/later", later))
 t = evwsgi.add_timer(0.05, tick)
 evwsgi.set_debug(0)
 print("fd", evwsgi.socket_fd(), "date", evwsgi.rfc1123_date(0), "q", evwsgi.parse_query("a=1&a=2"))

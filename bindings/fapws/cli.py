@@ -121,6 +121,14 @@ def build_parser():
     return p
 
 
+def _print_import_error():
+    """The application's own error: its traceback, with file and line, goes
+    to stderr before the one-line summary (a SyntaxError shows the line)."""
+    import traceback
+
+    traceback.print_exc()
+
+
 def load_app(spec):
     module_name, _, attr = spec.partition(":")
     if not module_name:
@@ -132,8 +140,10 @@ def load_app(spec):
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
             raise SetupError(f"cannot import {module_name!r}: no such module") from None
+        _print_import_error()
         raise SetupError(f"importing {module_name!r} failed: {type(e).__name__}: {e}") from None
     except Exception as e:  # the application's own import-time error
+        _print_import_error()
         raise SetupError(f"importing {module_name!r} failed: {type(e).__name__}: {e}") from None
     names = [attr] if attr else ["application", "app"]
     for name in names:

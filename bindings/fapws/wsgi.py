@@ -113,7 +113,7 @@ class Server:
         combined=True adds nothing if the same callback with the same arg is
         already queued (returns False). Raises DeferQueueFull at the limit."""
         if not combined:
-            return self._core.defer(callback, arg, False)
+            return self._core.defer(callback, arg)
         # Equality, not identity: obj.method is a new object at each access.
         for cb, a in self._combined.values():
             try:
@@ -129,7 +129,7 @@ class Server:
             callback(value)
 
         try:
-            return self._core.defer(run, arg, False)
+            return self._core.defer(run, arg)
         except BaseException:
             del self._combined[key]
             raise

@@ -252,11 +252,9 @@ void bind_server(pyb::module_& m)
              },
              pyb::arg("seconds"), pyb::arg("callback"))
         .def("defer",
-             [](py_server& s, pyb::object cb, pyb::object arg, bool combined) {
-                 std::optional<std::string> key;
-                 if (combined)
-                     key = std::to_string(reinterpret_cast<std::uintptr_t>(cb.ptr())) + ":" +
-                           std::to_string(reinterpret_cast<std::uintptr_t>(arg.ptr()));
+             // `combined` (equal callback and argument) is fapws.Server.defer's
+             // business: Python equality, which a C++ key cannot express.
+             [](py_server& s, pyb::object cb, pyb::object arg) {
                  py_callable fn(std::move(cb)), a(std::move(arg));
                  return s.srv_.defer(
                      [fn, a] {
@@ -266,10 +264,9 @@ void bind_server(pyb::module_& m)
                              Py_DECREF(r);
                          else
                              log_python_error("deferred callback");
-                     },
-                     std::move(key));
+                     });
              },
-             pyb::arg("callback"), pyb::arg("arg") = pyb::none(), pyb::arg("combined") = false)
+             pyb::arg("callback"), pyb::arg("arg") = pyb::none())
         .def("defer_queue_size", [](py_server& s) { return s.srv_.defer_queue_size(); })
         .def("access_log",
              [](py_server& s, const std::string& path, bool combined) {

@@ -901,9 +901,15 @@ PyObject* wsgi_app::build_environ(const request& req)
     return env;
 }
 
-void wsgi_app::fail(response& res, const char* what)
+void wsgi_app::fail(const request& req, response& res, const char* what)
 {
-    std::string tb = log_python_error(what);
+    // The log names the request: which of a thousand failed matters.
+    std::string context(what);
+    context += " for ";
+    context += req.method();
+    context += ' ';
+    context += req.target().substr(0, 200);
+    std::string tb = log_python_error(context.c_str());
     res.clear();
     res.status(500);
     res.header("Content-Type", "text/plain; charset=utf-8");
@@ -918,11 +924,11 @@ void wsgi_app::operator()(const request& req, response& res)
     gil g;
     PyObject* environ = build_environ(req);
     if (!environ)
-        return fail(res, "building the WSGI environ");
+        return fail(req, res, "building the WSGI environ");
     start_response_object* sr = take_sr();
     if (!sr) {
         Py_DECREF(environ);
-        return fail(res, "start_response");
+        return fail(req, res, "start_response");
     }
     PyObject* args[2] = {environ, reinterpret_cast<PyObject*>(sr)};
     PyObject* result = PyObject_Vectorcall(app_.ptr(), args, 2, nullptr);
@@ -933,10 +939,10 @@ void wsgi_app::operator()(const request& req, response& res)
         ~drop_sr() { app->release_sr(sr); }
     } drop{this, sr};
     if (!result)
-        return fail(res, "WSGI application");
+        return fail(req, res, "WSGI application");
 
     if (is_pushed(result))
-        return pushed_body(res, result, sr);
+        return pushed_body(req, res, result, sr);
 
     // The common case: a list or tuple of bytes.
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
@@ -949,13 +955,13 @@ void wsgi_app::operator()(const request& req, response& res)
                 PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %.100s",
                              Py_TYPE(items[i])->tp_name);
                 Py_DECREF(result);
-                return fail(res, "WSGI application");
+                return fail(req, res, "WSGI application");
             }
             total += static_cast<std::uint64_t>(PyBytes_GET_SIZE(items[i]));
         }
         if (!commit(res, sr)) {
             Py_DECREF(result);
-            return fail(res, "WSGI application");
+            return fail(req, res, "WSGI application");
         }
         if (!sr->written && n == 1 && total <= small_body) {
             res.body(std::string(bytes_view(items[0])));
@@ -969,7 +975,7 @@ void wsgi_app::operator()(const request& req, response& res)
                 PyList_Append(all, items[i]);
             if (!all) {
                 Py_DECREF(result);
-                return fail(res, "WSGI application");
+                return fail(req, res, "WSGI application");
             }
             list_body(res, all, total);
             Py_DECREF(all);
@@ -991,7 +997,7 @@ void wsgi_app::operator()(const request& req, response& res)
             if (!commit(res, sr)) {
                 call_close(result);
                 Py_DECREF(result);
-                return fail(res, "WSGI application");
+                return fail(req, res, "WSGI application");
             }
             int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
             if (dup >= 0) {
@@ -1010,7 +1016,7 @@ void wsgi_app::operator()(const request& req, response& res)
     PyObject* iter = PyObject_GetIter(result);
     if (!iter) {
         Py_DECREF(result);
-        return fail(res, "WSGI application (result is not iterable)");
+        return fail(req, res, "WSGI application (result is not iterable)");
     }
     PyObject* first = nullptr;
     for (;;) {
@@ -1020,7 +1026,7 @@ void wsgi_app::operator()(const request& req, response& res)
                 Py_DECREF(iter);
                 call_close(result);
                 Py_DECREF(result);
-                return fail(res, "WSGI application");
+                return fail(req, res, "WSGI application");
             }
             break;
         }
@@ -1030,7 +1036,7 @@ void wsgi_app::operator()(const request& req, response& res)
             Py_DECREF(iter);
             call_close(result);
             Py_DECREF(result);
-            return fail(res, "WSGI application");
+            return fail(req, res, "WSGI application");
         }
         if (PyBytes_GET_SIZE(item) > 0) {
             first = item;
@@ -1043,7 +1049,7 @@ void wsgi_app::operator()(const request& req, response& res)
         Py_DECREF(iter);
         call_close(result);
         Py_DECREF(result);
-        return fail(res, "WSGI application");
+        return fail(req, res, "WSGI application");
     }
     if (sr->written) {
         // write() data goes first; then the iterable.
@@ -1075,7 +1081,7 @@ void wsgi_app::operator()(const request& req, response& res)
 
 // A fapws.Pushed: the body comes later, from send(). The status and headers
 // known now decide the framing; the head itself waits for the first block.
-void wsgi_app::pushed_body(response& res, PyObject* result, start_response_object* sr)
+void wsgi_app::pushed_body(const request& req, response& res, PyObject* result, start_response_object* sr)
 {
     if (sr->status && !commit(res, sr)) {
         PyObject *t, *v, *tb;
@@ -1083,13 +1089,13 @@ void wsgi_app::pushed_body(response& res, PyObject* result, start_response_objec
         drop_pushed(result);  // on_close: this body will not be served
         PyErr_Restore(t, v, tb);
         Py_DECREF(result);
-        return fail(res, "WSGI application");
+        return fail(req, res, "WSGI application");
     }
     std::unique_ptr<body_source> src = take_pushed(result, sr, sr->written, *opt_.loop);
     Py_DECREF(result);
     Py_CLEAR(sr->written);
     if (!src)
-        return fail(res, "WSGI application");
+        return fail(req, res, "WSGI application");
     res.stream(std::move(src));
 }
 

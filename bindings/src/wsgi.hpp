@@ -58,8 +58,8 @@ private:
     PyObject* build_environ(const request& req);
     PyObject* header_key(std::string_view name);
     PyObject* listener_value(const listener_info& l, bool port);
-    void fail(response& res, const char* what);
-    void pushed_body(response& res, PyObject* result, start_response_object* sr);
+    void fail(const request& req, response& res, const char* what);
+    void pushed_body(const request& req, response& res, PyObject* result, start_response_object* sr);
     // One start_response per request, reused when the application kept none.
     start_response_object* take_sr();
     void release_sr(start_response_object* sr);

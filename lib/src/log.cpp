@@ -65,7 +65,10 @@ void log(log_level l, std::string_view message) noexcept
         std::string line;
         line.reserve(message.size() + 48);
         line.append(stamp, n);
+        // The process: with --workers, which one failed.
         line.append(" [");
+        line.append(std::to_string(::getpid()));
+        line.append("] [");
         line.append(name_of(l));
         line.append("] ");
         line.append(message);

@@ -53,10 +53,24 @@ def test_port_in_use():
         assert "in use" in err
 
 
-def test_import_error_in_app_is_one_line(tmp_path):
-    (tmp_path / "broken.py").write_text("raise RuntimeError('broken at import')\n")
+def test_import_error_in_app_shows_its_traceback_then_one_line(tmp_path):
+    (tmp_path / "broken.py").write_text("import os\n\ndef f():\n    raise RuntimeError('broken at import')\n\nf()\n")
     r = run_cli("--chdir", str(tmp_path), "--bind", "127.0.0.1:0", "broken:app")
-    assert r.returncode == 2 and "broken at import" in r.stderr.decode()
+    err = r.stderr.decode()
+    assert r.returncode == 2
+    assert 'broken.py", line 4, in f' in err  # file and line: something a developer can act on
+    assert err.rstrip().splitlines()[-1].startswith("fapws: error: importing 'broken' failed")
+
+
+def test_a_failing_request_is_logged_with_pid_method_and_path(serve):
+    srv = serve("wsgiapps:results_app")
+    import requests
+
+    assert requests.get(srv.url + "/raise?x=1", timeout=5).status_code == 500
+    srv.stop()
+    err = srv.proc.stderr.read().decode()
+    line = next(l for l in err.splitlines() if "failed" in l and "GET /raise?x=1" in l)
+    assert f"[{srv.proc.pid}]" in line
 
 
 def test_python_m_and_unix_socket(tmp_path):

@@ -129,6 +129,7 @@ void bind_server(pyb::module_& m)
         d["io_timeout"] = c.io_timeout.count() / 1000.0;
         d["body_min_rate"] = c.body_min_rate;
         d["shutdown_timeout"] = c.shutdown_timeout.count() / 1000.0;
+        d["drain_grace"] = c.drain_grace.count() / 1000.0;
         d["defer_limit"] = c.defer_limit;
         d["backlog"] = c.backlog;
         return d;
@@ -157,7 +158,7 @@ void bind_server(pyb::module_& m)
                           std::size_t body_memory_limit, std::string spool_dir, std::size_t block_size,
                           std::size_t max_pipelined, double header_timeout, double keepalive_timeout,
                           double io_timeout, double shutdown_timeout, std::size_t defer_limit, int backlog,
-                          std::string server_header, std::uint32_t body_min_rate) {
+                          std::string server_header, std::uint32_t body_min_rate, double drain_grace) {
                  config c;
                  c.header_limit = header_limit;
                  c.header_line_limit = header_line_limit;
@@ -171,6 +172,7 @@ void bind_server(pyb::module_& m)
                  c.io_timeout = ms(io_timeout);
                  c.body_min_rate = body_min_rate;
                  c.shutdown_timeout = ms(shutdown_timeout);
+                 c.drain_grace = ms(drain_grace);
                  c.defer_limit = defer_limit;
                  c.backlog = backlog;
                  c.server_header = std::move(server_header);
@@ -185,7 +187,8 @@ void bind_server(pyb::module_& m)
              pyb::arg("header_timeout") = 30.0, pyb::arg("keepalive_timeout") = 75.0,
              pyb::arg("io_timeout") = 60.0, pyb::arg("shutdown_timeout") = 10.0,
              pyb::arg("defer_limit") = config{}.defer_limit, pyb::arg("backlog") = config{}.backlog,
-             pyb::arg("server_header") = "fapws", pyb::arg("body_min_rate") = config{}.body_min_rate)
+             pyb::arg("server_header") = "fapws", pyb::arg("body_min_rate") = config{}.body_min_rate,
+             pyb::arg("drain_grace") = config{}.drain_grace.count() / 1000.0)
         .def("listen",
              [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme) {
                  listen_options o;
@@ -208,6 +211,8 @@ void bind_server(pyb::module_& m)
                      throw pyb::value_error("stage must be 'prepare', 'parent' or 'child'");
              },
              "Around os.fork(): a child gets its own epoll set with the inherited listeners.")
+        .def("listener_fds", [](py_server& s) { return s.srv_.listener_fds(); },
+             "The listening descriptors, in listen() order (owned by the server).")
         .def("route_wsgi",
              [](py_server& s, std::string prefix, pyb::object app, pyb::dict environ, pyb::object file_wrapper,
                 bool debug, std::vector<std::string> forwarded_allow_ips) {

@@ -1302,7 +1302,10 @@ void connection::drain() noexcept
 {
     if (state_ == st_closed)
         return;
-    if (idle())
+    // An idle connection stays for config::drain_grace (the server closes
+    // it then): a request already on its way is answered, with
+    // Connection: close.
+    if (idle() && srv_.cfg_.drain_grace.count() == 0)
         return close();
     // A paused body (a subscriber waiting for its next event) has no end
     // in sight: it ends now, and its source learns it by being destroyed.

@@ -173,7 +173,7 @@ int adopt_fd(int fd, listener_info& info)
 
 listener::listener(server::impl& srv, int fd, listener_info info, std::string unlink_path)
     : srv_(srv), sock_(srv.ioc_.get_executor(), fd), info_(std::move(info)),
-      unlink_path_(std::move(unlink_path)), pause_(srv.ioc_.get_executor())
+      unlink_path_(std::move(unlink_path)), owner_pid_(::getpid()), pause_(srv.ioc_.get_executor())
 {
 }
 
@@ -193,7 +193,7 @@ void listener::close() noexcept
     pause_.cancel();
     if (sock_.is_open()) {
         sock_.close(ec);
-        if (!unlink_path_.empty())
+        if (!unlink_path_.empty() && ::getpid() == owner_pid_)
             ::unlink(unlink_path_.c_str());
     }
 }

@@ -314,6 +314,14 @@ void server::impl::begin_stop()
             c = next;
         }
     }
+    if (cfg_.drain_grace.count() > 0) {
+        grace_timer_.emplace(ioc_.get_executor());
+        grace_timer_->expires_after(std::min(cfg_.drain_grace, cfg_.shutdown_timeout));
+        grace_timer_->async_wait([this](error_code ec) {
+            if (!ec)
+                close_idle();
+        });
+    }
     stop_timer_.emplace(ioc_.get_executor());
     stop_timer_->expires_after(cfg_.shutdown_timeout);
     stop_timer_->async_wait([this](error_code ec) {
@@ -322,6 +330,23 @@ void server::impl::begin_stop()
             finish_stop();
         }
     });
+    check_stopped();
+}
+
+// The drain grace passed: what is still idle closes now.
+void server::impl::close_idle()
+{
+    for (auto& list : lists_) {
+        detail::connection* c = list.head;
+        while (c) {
+            detail::connection* next = c->next_;
+            c->add_ref();
+            if (c->idle())
+                c->close();
+            c->release();
+            c = next;
+        }
+    }
     check_stopped();
 }
 
@@ -341,6 +366,8 @@ void server::impl::finish_stop()
             list.head->close();
     if (stop_timer_)
         stop_timer_->cancel();
+    if (grace_timer_)
+        grace_timer_->cancel();
     flush_access_log();
     stopped_ = true;
 }
@@ -482,6 +509,15 @@ bool server::defer(std::function<void()> task, std::optional<std::string> key)
 std::size_t server::defer_queue_size() const noexcept
 {
     return impl_->defer_.size();
+}
+
+std::vector<int> server::listener_fds() const
+{
+    std::vector<int> fds;
+    for (auto& l : impl_->listeners_)
+        if (int fd = l->fd(); fd >= 0)
+            fds.push_back(fd);
+    return fds;
 }
 
 void server::access_log(const std::string& path, access_log_format fmt)

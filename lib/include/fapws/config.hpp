@@ -45,6 +45,12 @@ struct config {
     std::uint32_t body_min_rate = 500;
     // Graceful stop: in-flight requests get this long to finish.
     std::chrono::milliseconds shutdown_timeout{10'000};
+    // Graceful stop: an idle connection (keep-alive, or accepted and not
+    // yet sent its request) stays open this long, and a request that comes
+    // meanwhile is answered with Connection: close. Closing it at once
+    // races a client that is sending on it right then: its request would
+    // fail (seen when workers recycle under load). 0: close at once.
+    std::chrono::milliseconds drain_grace{1'000};
 
     // Deferred tasks queued at once; one more is an error to the caller.
     std::size_t defer_limit = 10'000;

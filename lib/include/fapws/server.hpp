@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace fapws {
 
@@ -60,6 +61,9 @@ public:
     listener_info listen_unix(const std::string& path, const listen_options& opt = {});
     // Adopts an already listening socket (socket activation, pre-fork).
     listener_info listen_fd(int fd, const listen_options& opt = {});
+    // The open listening descriptors, in listen() order; owned by the
+    // server (dup one to keep it past stop(), e.g. across an exec).
+    std::vector<int> listener_fds() const;
 
     // Handlers, see router.hpp. route("/", h) is the catch-all. Routes are
     // set up before run(); mounting one later, from the loop thread, is safe.

@@ -15,6 +15,7 @@ public:
     void start();
     void close() noexcept;
     const listener_info& info() const noexcept { return info_; }
+    int fd() noexcept { return sock_.is_open() ? sock_.native_handle() : -1; }
 
 private:
     void on_ready(error_code ec);
@@ -23,6 +24,8 @@ private:
     descriptor sock_;
     listener_info info_;
     std::string unlink_path_;  // a UNIX socket file we created
+    int owner_pid_;            // only the process that created it unlinks it:
+                               // a pre-forked worker that stops must not
     steady_timer pause_;       // backs off when out of descriptors
 };
 

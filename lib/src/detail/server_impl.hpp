@@ -93,6 +93,8 @@ public:
 
     std::optional<net::signal_set> signals_;
     std::optional<steady_timer> stop_timer_;
+    std::optional<steady_timer> grace_timer_;  // closes what is still idle after drain_grace
+    void close_idle();
     std::function<void()> before_wait_, after_wait_;
     bool running_ = false;
     bool stopping_ = false;

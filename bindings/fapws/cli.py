@@ -61,6 +61,26 @@ def _workers(text):
     return value
 
 
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _octal(text):
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid octal mode {text!r} (e.g. 007, 660)")
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode out of range: {text!r}")
+    return value
+
+
 def _static(text):
     prefix, sep, directory = text.partition("=")
     if not sep or not prefix.startswith("/") or not directory:
@@ -88,8 +108,34 @@ def build_parser():
     p.add_argument("--access-log-format", choices=["common", "combined"], default="common")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "off"])
     p.add_argument("--debug", action="store_true", help="show tracebacks in 500 pages (never in production)")
-    p.add_argument("-w", "--workers", type=_workers, default=1, metavar="N",
-                   help="worker processes sharing the listeners, each one loop; restarted if they die")
+    p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
+                   help="run a supervisor and N worker processes sharing the listeners (without it: one "
+                        "process). Needed by --timeout, --max-requests, --max-rss, --preload; SIGHUP then "
+                        "reloads with no failed request, SIGTTIN/SIGTTOU add/remove a worker")
+    p.add_argument("--preload", action="store_true",
+                   help="import the application once in the supervisor (shared memory) instead of in each "
+                        "worker after the fork (reloadable code; the default)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S",
+                   help="kill and replace a worker whose loop has not turned for S seconds")
+    p.add_argument("--graceful-timeout", type=_seconds, default=30.0, metavar="S",
+                   help="on SIGTERM/SIGINT, kill what is still running after S seconds")
+    p.add_argument("--max-requests", type=_count, default=0, metavar="N",
+                   help="replace a worker after N requests (0: never)")
+    p.add_argument("--max-requests-jitter", type=_count, default=0, metavar="J",
+                   help="add 0..J to --max-requests per worker, so they do not restart together")
+    p.add_argument("--max-rss", type=_count, default=0, metavar="MB",
+                   help="replace a worker whose resident memory passes MB megabytes (0: never)")
+    p.add_argument("--reload", action="store_true",
+                   help="development: reload when a module of the application changes (implies --workers 1)")
+    p.add_argument("--factory", action="store_true",
+                   help="MODULE:APP is a function returning the application; call it")
+    p.add_argument("--pid", metavar="FILE", help="write the main process id to FILE")
+    p.add_argument("--user", metavar="USER", help="switch to USER after binding (when started as root)")
+    p.add_argument("--group", metavar="GROUP", help="switch to GROUP after binding (default: USER's group)")
+    p.add_argument("--umask", type=_octal, default=None, metavar="MODE",
+                   help="umask for files and UNIX sockets created, e.g. 007")
+    p.add_argument("--chmod-socket", type=_octal, default=None, metavar="MODE",
+                   help="mode of UNIX sockets created, e.g. 660 (so a proxy in the group can connect)")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, for several processes on one port")
     p.add_argument("--backlog", type=int, default=d["backlog"], help="listen backlog")
     p.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
@@ -129,10 +175,13 @@ def _print_import_error():
     traceback.print_exc()
 
 
-def load_app(spec):
+def load_app(spec, factory=False):
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise SetupError(f"invalid application {spec!r} (expected MODULE:APP)")
+    if not attr and module_name.endswith(".py"):
+        guess = os.path.splitext(os.path.basename(module_name))[0]
+        raise SetupError(f"{spec!r} is a file name; give a module, e.g. {guess}:app")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -155,117 +204,261 @@ def load_app(spec):
             continue
         if not callable(obj):
             raise SetupError(f"{module_name}:{name} is not callable")
+        if factory:
+            try:
+                obj = obj()
+            except Exception as e:
+                _print_import_error()
+                raise SetupError(f"the factory {module_name}:{name}() failed: {type(e).__name__}: {e}") from None
+            if not callable(obj):
+                raise SetupError(f"the factory {module_name}:{name}() returned {type(obj).__name__}, "
+                                 "not a WSGI application")
+        elif _looks_like_factory(obj):
+            raise SetupError(f"{module_name}:{name} takes no arguments: an application factory? "
+                             "add --factory to call it")
         return obj
     raise SetupError(f"module {module_name!r} has no attribute {' or '.join(map(repr, names))}")
 
 
+def _looks_like_factory(obj):
+    """A plain function of no parameters cannot be a WSGI application (it
+    takes environ and start_response): every request would be a 500."""
+    import inspect
+
+    if not inspect.isfunction(obj):
+        return False
+    try:
+        return len(inspect.signature(obj).parameters) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+SUPERVISED = ("timeout", "max_requests", "max_rss", "preload")
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.app and not args.static:
-        build_parser().error("give a MODULE:APP, or --static /PREFIX=DIR")
+        parser.error("give a MODULE:APP, or --static /PREFIX=DIR")
+    if args.workers is None:
+        if args.reload:
+            args.workers = 1
+        else:
+            for name in SUPERVISED:
+                if getattr(args, name):
+                    parser.error(f"--{name.replace('_', '-')} needs --workers N: a supervisor does it")
+    cwd = os.getcwd()
+    pidfile = None
     try:
         _core.set_log_level(args.log_level)
+        if args.umask is not None:
+            os.umask(args.umask)
         if args.chdir:
             try:
                 os.chdir(args.chdir)
             except OSError as e:
                 raise SetupError(f"--chdir {args.chdir}: {e.strerror}") from None
             sys.path.insert(0, os.getcwd())
-        app = load_app(args.app) if args.app else None
-        server = Server(
-            debug=args.debug,
-            multiprocess=args.workers > 1,
-            forwarded_allow_ips=[ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()],
-            header_limit=args.limit_header,
-            header_line_limit=args.limit_header_line,
-            body_limit=args.limit_body,
-            body_memory_limit=args.limit_body_memory,
-            body_min_rate=args.limit_body_rate,
-            max_pipelined=args.limit_pipeline,
-            defer_limit=args.limit_defer,
-            block_size=args.block_size,
-            header_timeout=args.timeout_header,
-            keepalive_timeout=args.timeout_keepalive,
-            io_timeout=args.timeout_io,
-            shutdown_timeout=args.timeout_shutdown,
-            backlog=args.backlog,
-        )
-        for prefix, directory in args.static:
-            server.static(prefix, directory, max_age=args.static_max_age)
+        supervised = args.workers is not None
+        app = None
+        if args.app and (not supervised or args.preload):
+            app = load_app(args.app, args.factory)
+        server = make_server(args)
         if app is not None:
             server.route("/", app)
-        if args.access_log:
-            server.access_log(args.access_log, combined=args.access_log_format == "combined")
-        for spec in args.bind or ["127.0.0.1:8080"]:
-            address, port = server.listen(spec, reuse_port=args.reuse_port)
-            where = address if address.startswith("unix:") else f"http://{address}:{port}/"
-            _core.log("info", f"fapws listening on {where}")
+        bind(server, args)
+        if args.pid:
+            pidfile = write_pid(args.pid)  # as root, like nginx: /run is root's
+        drop_privileges(args)
     except (SetupError, ValueError, OSError) as e:
         print(f"fapws: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.workers > 1:
-        return _arbiter(server, args.workers)
-    server.run()
-    return 0
+    try:
+        if supervised:
+            from fapws.arbiter import Arbiter
 
-
-def _arbiter(server, count):
-    """Pre-fork: the workers inherit the listeners and each runs its own
-    loop; this process only supervises. SIGTERM or SIGINT stops the workers
-    gracefully; a second SIGINT stops them at once. A worker that dies is
-    replaced (after a second's pause when it died young)."""
-    import signal
-    import time
-
-    workers = {}  # pid -> start time
-    state = {"signals": 0}
-
-    def spawn():
-        pid = server.fork()
-        if pid == 0:
-            code = 0
+            boot = None
+            if args.app and not args.preload:
+                def boot(server, slots, offset):
+                    server.route("/", watched(load_app(args.app, args.factory), args, slots, offset))
+            return Arbiter(server, args, boot).run()
+        return serve_single(server, args, cwd, argv)
+    finally:
+        if pidfile:
             try:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                server.run()
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
-        workers[pid] = time.monotonic()
-
-    def on_signal(signum, _frame):
-        state["signals"] += 1
-        forward = signal.SIGTERM if state["signals"] == 1 else signal.SIGINT
-        for pid in list(workers):
-            try:
-                os.kill(pid, forward)
-            except ProcessLookupError:
+                os.unlink(pidfile)
+            except OSError:
                 pass
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    _core.log("info", f"fapws: {count} workers")
-    for _ in range(count):
-        spawn()
-    while workers:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        started = workers.pop(pid, None)
-        if started is None or state["signals"]:
-            continue
-        how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit code {os.waitstatus_to_exitcode(status)}")
-        _core.log("warning", f"worker {pid} ended ({how}); starting another")
-        if time.monotonic() - started < 1.0:
-            time.sleep(1.0)
-        if not state["signals"]:
-            spawn()
-    return 0
+
+def make_server(args):
+    server = Server(
+        debug=args.debug,
+        multiprocess=args.workers is not None and args.workers > 1,
+        forwarded_allow_ips=[ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()],
+        header_limit=args.limit_header,
+        header_line_limit=args.limit_header_line,
+        body_limit=args.limit_body,
+        body_memory_limit=args.limit_body_memory,
+        body_min_rate=args.limit_body_rate,
+        max_pipelined=args.limit_pipeline,
+        defer_limit=args.limit_defer,
+        block_size=args.block_size,
+        header_timeout=args.timeout_header,
+        keepalive_timeout=args.timeout_keepalive,
+        io_timeout=args.timeout_io,
+        shutdown_timeout=args.timeout_shutdown,
+        backlog=args.backlog,
+    )
+    for prefix, directory in args.static:
+        server.static(prefix, directory, max_age=args.static_max_age)
+    if args.access_log:
+        server.access_log(args.access_log, combined=args.access_log_format == "combined")
+    return server
+
+
+def bind(server, args):
+    """Listeners: descriptors handed over by our own re-exec (SIGHUP in one
+    process) or by systemd (LISTEN_FDS), then --bind (default 127.0.0.1:8080)."""
+    from fapws import systemd
+
+    inherited = {}
+    for item in os.environ.pop("FAPWS_LISTEN_FDS", "").split(","):
+        if "=" in item:
+            i, fd = item.split("=")
+            inherited[int(i)] = int(fd)
+    activated = systemd.listen_fds()
+    specs = [f"fd:{fd}" for fd in activated] + (args.bind or ([] if activated else ["127.0.0.1:8080"]))
+    for i, spec in enumerate(specs):
+        real = f"fd:{inherited[i]}" if i in inherited else spec
+        address, port = server.listen(real, reuse_port=args.reuse_port)
+        if address.startswith("unix:") and args.chmod_socket is not None and not real.startswith("fd:"):
+            path = address[5:]
+            if not path.startswith("@"):
+                os.chmod(path, args.chmod_socket)
+        where = address if address.startswith("unix:") else f"http://{address}:{port}/"
+        _core.log("info", f"fapws listening on {where}")
+    server.bind_specs = specs
+
+
+def drop_privileges(args):
+    if not args.user and not args.group:
+        return
+    import grp
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(args.user) if args.user else None
+    except KeyError:
+        raise SetupError(f"--user {args.user}: no such user") from None
+    try:
+        gid = grp.getgrnam(args.group).gr_gid if args.group else pw.pw_gid
+    except KeyError:
+        raise SetupError(f"--group {args.group}: no such group") from None
+    try:
+        if pw:
+            os.initgroups(pw.pw_name, gid)
+        else:
+            os.setgroups([])
+        os.setgid(gid)
+        if pw:
+            os.setuid(pw.pw_uid)
+    except PermissionError:
+        raise SetupError("--user/--group: switching needs root") from None
+
+
+def write_pid(path):
+    path = os.path.abspath(path)
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    return path
+
+
+def watched(app, args, slots, offset):
+    """With --timeout, each request's line goes into the worker's slot, so
+    the supervisor can name the request a stuck worker was serving."""
+    if not args.timeout:
+        return app
+    start = offset + 16
+    size = 112
+
+    def app_with_line(environ, start_response):
+        line = f"{environ.get('REQUEST_METHOD', '')} {environ.get('REQUEST_URI', '')}".encode("latin-1", "replace")
+        slots[start:start + size] = line[: size - 1].ljust(size, b"\0")
+        return app(environ, start_response)
+
+    return app_with_line
+
+
+def serve_single(server, args, cwd, argv):
+    """One process. TERM/INT: graceful stop (a second INT: now), bounded by
+    --graceful-timeout even if a request never returns; QUIT: now; HUP:
+    reload by re-executing this command, the TCP listeners kept open across
+    the exec (connections wait in the backlog, none is refused); USR1:
+    reopen the access log."""
+    import signal
+
+    from fapws import systemd
+
+    state = {"stops": 0, "reload": None}
+
+    def hard_deadline():
+        # SIGALRM's default action ends the process even when the loop is
+        # stuck in the application and Python handlers cannot run.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(max(1, int(args.graceful_timeout + 0.999)))
+
+    def graceful(signum, _frame):
+        state["stops"] += 1
+        if state["stops"] > 1 and signum == signal.SIGINT:
+            return server.stop_now()
+        if state["stops"] == 1:
+            _core.log("info", f"fapws: {signal.Signals(signum).name}: graceful stop")
+            systemd.notify("STOPPING=1")
+            hard_deadline()
+            server.stop()
+
+    def now(_signum, _frame):
+        systemd.notify("STOPPING=1")
+        server.stop_now()
+
+    def reload(_signum, _frame):
+        if state["reload"] is not None or state["stops"]:
+            return
+        _core.log("info", "fapws: SIGHUP: reloading (re-executing with the listeners kept)")
+        systemd.notify("RELOADING=1")
+        kept = []
+        for i, fd in enumerate(server.listener_fds()):
+            spec = server.bind_specs[i] if i < len(server.bind_specs) else ""
+            if spec.startswith("unix:"):
+                continue  # its file goes with the old listener; the new process binds it again
+            dup = os.dup(fd)
+            os.set_inheritable(dup, True)
+            kept.append(f"{i}={dup}")
+        state["reload"] = ",".join(kept)
+        state["stops"] += 1
+        hard_deadline()
+        server.stop()
+
+    def reopen(_signum, _frame):
+        _core.log("info", "fapws: SIGUSR1: reopening the access log")
+        if args.access_log:
+            server.access_log(args.access_log, combined=args.access_log_format == "combined")
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    signal.signal(signal.SIGQUIT, now)
+    signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGUSR1, reopen)
+    systemd.notify(f"READY=1\nMAINPID={os.getpid()}")
+    server.run(handle_signals=False)
+    signal.alarm(0)
+    if state["reload"] is None:
+        return 0
+    os.chdir(cwd)
+    env = dict(os.environ, FAPWS_LISTEN_FDS=state["reload"])
+    command = [sys.executable, "-m", "fapws"] + list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, env)

@@ -48,7 +48,7 @@ class Server:
     Keyword options are the core's limits and timeouts (see
     ``fapws._core.defaults()``): header_limit, header_line_limit, body_limit,
     body_memory_limit, spool_dir, block_size, max_pipelined, header_timeout,
-    keepalive_timeout, io_timeout, shutdown_timeout (seconds), defer_limit,
+    keepalive_timeout, io_timeout, shutdown_timeout, drain_grace (seconds), defer_limit,
     backlog, server_header. ``debug`` puts tracebacks in 500 pages;
     ``forwarded_allow_ips`` lists proxies whose X-Forwarded-Proto is trusted.
     """
@@ -144,14 +144,15 @@ class Server:
     def stats(self):
         return self._core.stats()
 
-    def run(self):
-        """Serve until stop(); SIGTERM and Ctrl-C stop gracefully."""
+    def run(self, handle_signals=True):
+        """Serve until stop(); SIGTERM and Ctrl-C stop gracefully. With
+        handle_signals=False the caller's own SIGTERM handler stays."""
         import signal
         import threading
 
         global _current
         previous = None
-        if threading.current_thread() is threading.main_thread():
+        if handle_signals and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: self._core.stop())
         outer, _current = _current, self
         try:
@@ -164,6 +165,15 @@ class Server:
     def stop(self):
         """Graceful stop: safe from any thread or a signal handler."""
         self._core.stop()
+
+    def stop_now(self):
+        """Immediate stop: closes every connection. Loop thread only (a
+        Python signal handler runs there)."""
+        self._core.stop_now()
+
+    def listener_fds(self):
+        """The listening descriptors, in listen() order (owned by the server)."""
+        return self._core.listener_fds()
 
     def fork(self):
         """Fork a worker that serves this server's listeners; returns its pid

@@ -1,0 +1,373 @@
+"""Operations (issue 12): the supervisor's signals, reload, watchdog,
+recycling, systemd, privileges and sockets, driven through the real CLI."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import HERE, free_port, wait_listening
+from test_workers import _alive, _children
+
+APP = '''
+import os, time
+VERSION = {version}
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/stuck":
+        while True:
+            pass
+    if path == "/sleep":
+        time.sleep(float(environ["QUERY_STRING"] or 1))
+    if path == "/grow":
+        _HOARD.append(b"x" * (8 << 20))
+    body = b"v%d %d" % (VERSION, os.getpid())
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+_HOARD = []
+
+def make_app():
+    return app
+'''
+
+
+def write_app(directory, version):
+    path = directory / "opsapp.py"
+    path.write_text(APP.format(version=version))
+    # A new mtime even within the same second, for --reload's poll.
+    t = time.time() + version
+    os.utime(path, (t, t))
+    for cached in (directory / "__pycache__").glob("opsapp*") if (directory / "__pycache__").exists() else []:
+        cached.unlink()
+
+
+class Cli:
+    def __init__(self, args, directory, env=None, port=None):
+        self.port = port or free_port()
+        cmd = [sys.executable, "-m", "fapws", "--bind", f"127.0.0.1:{self.port}", "--log-level", "info",
+               "--chdir", str(directory)] + list(args)
+        e = dict(os.environ, PYTHONUNBUFFERED="1")
+        e.update(env or {})
+        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_listening(self.port, self.proc)
+
+    def get(self, path="/", timeout=5):
+        return requests.get(self.url + path, timeout=timeout)
+
+    def workers(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kids = _children(self.proc.pid)
+            if len(kids) == n:
+                return kids
+            time.sleep(0.05)
+        return _children(self.proc.pid)
+
+    def stop(self):
+        kids = _children(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for k in kids:
+            if _alive(k):
+                os.kill(k, signal.SIGKILL)
+        return self.proc.stderr.read().decode()
+
+
+@pytest.fixture
+def cli(tmp_path):
+    started = []
+
+    def start(*args, version=1, **kw):
+        write_app(tmp_path, version)
+        c = Cli(args, tmp_path, **kw)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        c.stop()
+
+
+class Load:
+    """Requests in a loop on 4 threads, half on keep-alive sessions, half on
+    fresh connections; counts failures and remembers the answers."""
+
+    def __init__(self, url):
+        self.url, self.failures, self.answers = url, [], []
+        self.running = True
+        self.threads = [threading.Thread(target=self.run, args=(i % 2 == 0,)) for i in range(4)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, keep):
+        session = requests.Session() if keep else requests
+        while self.running:
+            try:
+                r = session.get(self.url + "/", timeout=10)
+                if r.status_code != 200:
+                    self.failures.append(r.status_code)
+                self.answers.append(r.text)
+            except requests.RequestException as e:
+                self.failures.append(repr(e))
+            time.sleep(0.002)
+
+    def stop(self):
+        self.running = False
+        for t in self.threads:
+            t.join(15)
+
+
+def _quietly(url):
+    """A request whose worker is killed under it: its error is expected."""
+    try:
+        requests.get(url, timeout=10)
+    except requests.RequestException:
+        pass
+
+
+def test_supervisor_only_flags_need_workers(tmp_path):
+    for flag in (["--timeout", "5"], ["--max-requests", "10"], ["--max-rss", "100"], ["--preload"]):
+        r = subprocess.run([sys.executable, "-m", "fapws", *flag, "x:app"], capture_output=True, text=True)
+        assert r.returncode == 2, flag
+        assert r.stderr.count("\n") == 1 and "needs --workers" in r.stderr
+
+
+def test_sighup_reloads_new_code_with_zero_failed_requests(cli, tmp_path):
+    c = cli("--workers", "2", "opsapp:app")
+    old = c.workers(2)
+    assert c.get().text.startswith("v1 ")
+    load = Load(c.url)
+    time.sleep(0.5)
+    write_app(tmp_path, 2)
+    c.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not c.get().text.startswith("v2 "):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    load.stop()
+    assert load.failures == []
+    assert len(load.answers) > 200
+    assert load.answers[-1].startswith("v2 ")
+    new = c.workers(2)
+    assert len(new) == 2 and not (new & old)  # the old workers drained and left
+
+
+def test_sigterm_with_a_stuck_worker_ends_within_the_graceful_timeout(cli):
+    c = cli("--workers", "1", "--graceful-timeout", "1", "opsapp:app")
+    kids = c.workers(1)
+    threading.Thread(target=_quietly, args=(c.url + "/stuck",), daemon=True).start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    c.proc.send_signal(signal.SIGTERM)
+    c.proc.wait(10)
+    assert time.monotonic() - t0 < 1 + 1
+    time.sleep(0.1)
+    assert not any(_alive(k) for k in kids)
+
+
+def test_the_watchdog_kills_a_stuck_worker_and_a_fresh_one_serves(cli):
+    c = cli("--workers", "1", "--timeout", "1", "opsapp:app")
+    (stuck,) = c.workers(1)
+    threading.Thread(target=_quietly, args=(c.url + "/stuck?why",), daemon=True).start()
+    t0 = time.monotonic()
+    while _alive(stuck) and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert not _alive(stuck)
+    assert time.monotonic() - t0 < 3
+    r = c.get()
+    assert r.status_code == 200 and int(r.text.split()[1]) != stuck
+    err = c.stop()
+    assert f"worker {stuck} timed out" in err and "GET /stuck?why" in err
+
+
+def test_max_requests_recycles_workers_without_a_failed_request(cli):
+    c = cli("--workers", "2", "--max-requests", "50", "--max-requests-jitter", "10", "opsapp:app")
+    first = c.workers(2)
+    load = Load(c.url)
+    time.sleep(2.0)
+    load.stop()
+    assert load.failures == []
+    pids = {int(a.split()[1]) for a in load.answers}
+    assert len(load.answers) > 150
+    assert len(pids) >= 4  # recycled at least twice
+    assert len(c.workers(2)) == 2
+    assert not first <= c.workers(2)
+
+
+def test_max_rss_recycles_a_leaking_worker(cli):
+    c = cli("--workers", "1", "--max-rss", "80", "opsapp:app")
+    (first,) = c.workers(1)
+    with requests.Session() as s:
+        for _ in range(12):  # 96 MB of leak
+            assert s.get(c.url + "/grow", timeout=5).status_code == 200
+    deadline = time.monotonic() + 5
+    while _alive(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(first)
+    assert c.get().status_code == 200
+    assert "RSS" in c.stop()
+
+
+def test_sigttin_and_sigttou_change_the_worker_count(cli):
+    c = cli("--workers", "2", "opsapp:app")
+    assert len(c.workers(2)) == 2
+    c.proc.send_signal(signal.SIGTTIN)
+    assert len(c.workers(3)) == 3
+    # One at a time: two identical signals pending together arrive as one.
+    c.proc.send_signal(signal.SIGTTOU)
+    assert len(c.workers(2)) == 2
+    c.proc.send_signal(signal.SIGTTOU)
+    assert len(c.workers(1)) == 1
+    assert c.get().status_code == 200
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_sigusr1_reopens_a_moved_access_log_with_no_line_lost(cli, tmp_path, workers):
+    log = tmp_path / "access.log"
+    c = cli(*workers, "--access-log", str(log), "opsapp:app")
+    with requests.Session() as s:
+        for i in range(5):
+            s.get(c.url + f"/before{i}", timeout=5)
+        os.rename(log, tmp_path / "access.log.1")
+        c.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(5):
+            s.get(c.url + f"/after{i}", timeout=5)
+    assert c.proc.poll() is None  # USR1 never kills
+    c.stop()
+    old, new = (tmp_path / "access.log.1").read_text(), log.read_text()
+    assert [f"/before{i}" in old for i in range(5)] == [True] * 5
+    assert [f"/after{i}" in new for i in range(5)] == [True] * 5
+
+
+def test_sighup_in_one_process_reloads_the_code_and_refuses_no_connection(cli, tmp_path):
+    c = cli("opsapp:app")
+    assert c.get().text == f"v1 {c.proc.pid}"
+    write_app(tmp_path, 2)
+    load = Load(c.url)
+    time.sleep(0.3)
+    c.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not load.answers[-1].startswith("v2 "):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    load.stop()
+    assert load.failures == []
+    assert load.answers[-1] == f"v2 {c.proc.pid}"  # the same process, new code
+
+
+def test_reload_flag_picks_up_an_edited_module(cli, tmp_path):
+    c = cli("--reload", "opsapp:app")
+    c.workers(1)
+    assert c.get().text.startswith("v1 ")
+    time.sleep(0.2)
+    write_app(tmp_path, 3)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not c.get().text.startswith("v3 "):
+        time.sleep(0.1)
+    assert c.get().text.startswith("v3 ")
+
+
+def test_factory(cli):
+    c = cli("--factory", "opsapp:make_app")
+    assert c.get().text.startswith("v1 ")
+
+
+def test_a_factory_without_the_flag_is_a_clear_error(tmp_path):
+    write_app(tmp_path, 1)
+    r = subprocess.run([sys.executable, "-m", "fapws", "--chdir", str(tmp_path), "opsapp:make_app"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--factory" in r.stderr
+
+
+def test_a_file_name_suggests_the_module(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "fapws", "app.py"], capture_output=True, text=True)
+    assert r.returncode == 2 and "app:app" in r.stderr
+
+
+def test_pid_file_user_and_socket_mode(cli, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    os.chmod(tmp_path, 0o755)
+    sock = tmp_path / "s.sock"
+    pid = tmp_path / "fapws.pid"
+    c = cli("--bind", f"unix:{sock}", "--chmod-socket", "660", "--pid", str(pid), "--user", "nobody",
+            "opsapp:app")
+    assert int(pid.read_text()) == c.proc.pid
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o660"
+    with open(f"/proc/{c.proc.pid}/status") as f:
+        uid_line = next(line for line in f if line.startswith("Uid:"))
+    assert uid_line.split()[1:] == ["65534"] * 4
+    assert c.get().status_code == 200
+    c.stop()
+    assert not pid.exists() or pid.read_text()  # removed when allowed
+
+
+def test_systemd_socket_activation_and_notify(tmp_path):
+    write_app(tmp_path, 1)
+    port = free_port()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    os.set_inheritable(listener.fileno(), True)
+    # fd 3 with LISTEN_PID naming the server itself, as systemd sets it.
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    p = subprocess.Popen([sys.executable, "-c", launcher, str(listener.fileno()), "-m", "fapws",
+                          "--chdir", str(tmp_path), "opsapp:app"],
+                         env=env, pass_fds=(listener.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        try:
+            ready = notify.recv(256)
+        except socket.timeout:
+            p.kill()
+            raise AssertionError("no READY=1: " + p.communicate()[1].decode())
+        assert ready.startswith(b"READY=1")
+        listener.close()  # only the server holds it now
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == f"v1 {p.pid}"
+        p.send_signal(signal.SIGTERM)
+        assert notify.recv(256) == b"STOPPING=1"
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        notify.close()
+
+
+def test_systemd_socket_activate_tool(tmp_path):
+    tool = shutil.which("systemd-socket-activate")
+    if not tool:
+        pytest.skip("systemd-socket-activate is not installed")
+    write_app(tmp_path, 1)
+    port = free_port()
+    p = subprocess.Popen([tool, "-l", f"127.0.0.1:{port}", sys.executable, "-m", "fapws", "--chdir", str(tmp_path),
+                          "opsapp:app"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, p)
+        # The tool accepts nothing itself: fapws answers on the socket it was given.
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text.startswith("v1 ")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)

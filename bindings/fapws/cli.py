@@ -81,6 +81,19 @@ def _octal(text):
     return value
 
 
+def _proxies(text):
+    import ipaddress
+
+    for item in (t.strip() for t in text.split(",")):
+        if item and item not in ("*", "unix"):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"invalid entry {item!r} (an address, a CIDR range such as 10.0.0.0/8, '*' or 'unix')")
+    return text
+
+
 def _static(text):
     prefix, sep, directory = text.partition("=")
     if not sep or not prefix.startswith("/") or not directory:
@@ -138,8 +151,10 @@ def build_parser():
                    help="mode of UNIX sockets created, e.g. 660 (so a proxy in the group can connect)")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, for several processes on one port")
     p.add_argument("--backlog", type=int, default=d["backlog"], help="listen backlog")
-    p.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
-                   help="comma-separated proxy addresses whose X-Forwarded-Proto is trusted ('*' for any)")
+    p.add_argument("--forwarded-allow-ips", type=_proxies, default="127.0.0.1,::1,unix", metavar="IPS",
+                   help="proxies whose X-Forwarded-For/-Proto and Forwarded headers set REMOTE_ADDR and "
+                        "wsgi.url_scheme: addresses, CIDR ranges, 'unix' (UNIX socket peers), '*' (any); "
+                        "'' for none")
     p.add_argument("--limit-header", type=_size, default=d["header_limit"], metavar="BYTES",
                    help="request line + headers (431 above)")
     p.add_argument("--limit-header-line", type=_size, default=d["header_line_limit"], metavar="BYTES",

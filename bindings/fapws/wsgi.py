@@ -50,10 +50,13 @@ class Server:
     body_memory_limit, spool_dir, block_size, max_pipelined, header_timeout,
     keepalive_timeout, io_timeout, shutdown_timeout, drain_grace (seconds), defer_limit,
     backlog, server_header. ``debug`` puts tracebacks in 500 pages;
-    ``forwarded_allow_ips`` lists proxies whose X-Forwarded-Proto is trusted.
+    ``forwarded_allow_ips`` lists the proxies whose X-Forwarded-For/-Proto and
+    Forwarded headers set REMOTE_ADDR and wsgi.url_scheme: addresses, CIDR
+    ranges, "unix" (UNIX socket peers), "*" (any). Default: the local host.
     """
 
-    def __init__(self, *args, debug=False, multiprocess=False, forwarded_allow_ips=(), **options):
+    def __init__(self, *args, debug=False, multiprocess=False, forwarded_allow_ips=("127.0.0.1", "::1", "unix"),
+                 **options):
         if args:
             raise TypeError("fapws.Server() takes keyword options only; give the address to "
                             "server.listen('HOST:PORT') (got positional %r)" % (args,))

@@ -4,6 +4,7 @@
 // of the application's bytes objects.
 #include "wsgi.hpp"
 
+#include "proxies.hpp"
 #include "pushed.hpp"
 
 #include <fapws/log.hpp>
@@ -673,7 +674,8 @@ std::string log_python_error(const char* context)
 }
 
 wsgi_app::wsgi_app(pyb::object app, pyb::dict environ_template, pyb::object file_wrapper, wsgi_options opt)
-    : app_(std::move(app)), file_wrapper_(std::move(file_wrapper)), opt_(std::move(opt))
+    : app_(std::move(app)), file_wrapper_(std::move(file_wrapper)), opt_(std::move(opt)),
+      proxies_(opt_.forwarded_allow_ips)
 {
     init_names();
     // PyDict_Copy clones the template's table, capacity included. Room for
@@ -882,16 +884,14 @@ PyObject* wsgi_app::build_environ(const request& req)
             return fail();
     }
     PyObject* scheme = nullptr;
-    if (!opt_.forwarded_allow_ips.empty()) {
-        std::string_view fwd = req.header("x-forwarded-proto");
-        if (!fwd.empty()) {
-            for (const auto& ip : opt_.forwarded_allow_ips) {
-                if (ip == "*" || ip == addr) {
-                    scheme = boost::beast::iequals(fwd, "https") ? names->https : names->http;
-                    break;
-                }
-            }
-        }
+    // Forwarding headers count only from a trusted proxy; without any, the
+    // check costs one pass over the header names.
+    if (!proxies_.empty() && has_forwarding(req) && proxies_.trusts(addr)) {
+        forwarded_info f = forwarded_by(req, proxies_);
+        if (!f.client.empty() && set_steal(env, names->REMOTE_ADDR, latin1(f.client)) < 0)
+            return fail();
+        if (!f.proto.empty())
+            scheme = f.proto == "https" ? names->https : names->http;
     }
     if (!scheme)
         scheme = req.listener().url_scheme == "https" ? names->https : names->http;

@@ -4,6 +4,8 @@
 
 #include <fapws/http.hpp>
 
+#include "proxies.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <pybind11/pybind11.h>
 
@@ -29,7 +31,7 @@ struct gil {
 struct wsgi_options {
     bool debug = false;               // traceback in the 500 page
     boost::asio::io_context* loop = nullptr;  // the server's: other threads post there
-    std::vector<std::string> forwarded_allow_ips;  // trust X-Forwarded-Proto from these
+    std::vector<std::string> forwarded_allow_ips;  // proxies whose forwarding headers count (proxies.hpp)
 };
 
 // The start_response callable of one request (a C type).
@@ -69,6 +71,7 @@ private:
     pyb::dict template_;
     pyb::object file_wrapper_;
     wsgi_options opt_;
+    trusted_proxies proxies_;
     // Environ keys for header names seen so far ("user-agent" -> HTTP_USER_AGENT).
     std::unordered_map<std::string, PyObject*> header_keys_;
     std::unordered_map<const listener_info*, std::pair<PyObject*, PyObject*>> listeners_;

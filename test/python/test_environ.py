@@ -79,8 +79,44 @@ def test_wsgiref_validator_sees_no_problem(serve):
     assert b"Warning" not in s.proc.stderr.read()
 
 
-def test_forwarded_proto_only_from_trusted(serve):
+def test_forwarding_headers_only_from_trusted_proxies(serve):
+    xff = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    # Untrusted: nothing changes.
+    for ips in ("", "10.0.0.0/8"):
+        s = serve("wsgiapps:environ_app", "--forwarded-allow-ips", ips)
+        env = get_environ(s, headers=xff)
+        assert env["wsgi.url_scheme"] == "http" and env["REMOTE_ADDR"] == "127.0.0.1"
+    # The local host is trusted by default, as in gunicorn and uvicorn.
     s = serve("wsgiapps:environ_app")
-    assert get_environ(s, headers={"X-Forwarded-Proto": "https"})["wsgi.url_scheme"] == "http"
-    t = serve("wsgiapps:environ_app", "--forwarded-allow-ips", "127.0.0.1")
-    assert get_environ(t, headers={"X-Forwarded-Proto": "https"})["wsgi.url_scheme"] == "https"
+    env = get_environ(s, headers=xff)
+    assert env["wsgi.url_scheme"] == "https" and env["REMOTE_ADDR"] == "203.0.113.7"
+
+
+def test_the_client_is_the_rightmost_address_not_a_trusted_proxy(serve):
+    s = serve("wsgiapps:environ_app", "--forwarded-allow-ips", "127.0.0.0/8")
+    # 1.2.3.4 may be forged by the client; 10.0.0.5 is what our proxy saw.
+    env = get_environ(s, headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.5"})
+    assert env["REMOTE_ADDR"] == "10.0.0.5"
+    t = serve("wsgiapps:environ_app", "--forwarded-allow-ips", "127.0.0.1, 10.0.0.0/8")
+    assert get_environ(t, headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.5"})["REMOTE_ADDR"] == "1.2.3.4"
+
+
+def test_rfc7239_forwarded(serve):
+    s = serve("wsgiapps:environ_app", "--forwarded-allow-ips", "127.0.0.1,2001:db8::/32")
+    env = get_environ(s, headers={"Forwarded": 'for=192.0.2.60;proto=https, for="[2001:db8::17]:4711"',
+                                  "X-Forwarded-For": "198.51.100.1"})
+    # Forwarded wins; 2001:db8::17 is a trusted proxy, so the client is further left.
+    assert env["REMOTE_ADDR"] == "192.0.2.60"
+    assert env["wsgi.url_scheme"] == "https"
+
+
+def test_a_bad_forwarded_allow_ips_entry_is_a_usage_error():
+    import subprocess
+    import sys
+
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps"))
+    r = subprocess.run([sys.executable, "-m", "fapws", "--forwarded-allow-ips", "10.0.0.0/40",
+                        "wsgiapps:environ_app"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "10.0.0.0/40" in r.stderr

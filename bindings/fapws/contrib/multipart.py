@@ -5,7 +5,10 @@ temporary files, so a large upload never sits in memory.
     fields["name"] -> str; files["upload"] -> Upload(filename, content_type, file)
 """
 
+import io
+import os
 import re
+import shutil
 import tempfile
 
 _boundary_re = re.compile(r'boundary="?([^";]+)"?')
@@ -92,3 +95,81 @@ def parse(environ, spool_limit=64 * 1024, chunk=64 * 1024):
         while len(buf) < 2 and not eof:
             fill()
     return fields, files
+
+
+def _versioned(path):
+    """FAPWS3's DiskVersioning: never overwrite; name.ext, name_1.ext, ..."""
+    if not os.path.exists(path):
+        return path
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.exists(f"{stem}_{n}{ext}"):
+        n += 1
+    return f"{stem}_{n}{ext}"
+
+
+class MultipartFormData:
+    """FAPWS3's file-like wsgi.input for multipart bodies: the server
+    write()s the body into it; fields land in .results as [value] and files
+    are stored under basepath, as [stored path, {attributes}].
+
+        class Environ(base.Environ):
+            def __init__(self):
+                super().__init__()
+                self["wsgi.input"] = multipart.MultipartFormData("/srv/uploads/")
+
+    Uploaded file names keep their base name only (FAPWS3 joined the
+    client's name to basepath as given, '../' included).
+    """
+
+    def __init__(self, basepath="./"):
+        self.basepath = basepath
+        self.results = {}
+        self._buf = bytearray()
+        self._parsed = True
+
+    def write(self, data):
+        self._buf += data.encode("latin-1") if isinstance(data, str) else data
+        self._parsed = False
+
+    def _parse(self):
+        if self._parsed:
+            return
+        self._parsed = True
+        first = bytes(self._buf[:self._buf.find(b"\r\n")]) if b"\r\n" in self._buf else b""
+        if not first.startswith(b"--"):
+            return
+        environ = {"CONTENT_TYPE": "multipart/form-data; boundary=" + first[2:].decode("latin-1"),
+                   "wsgi.input": io.BytesIO(bytes(self._buf))}
+        fields, files = parse(environ)
+        for name, value in fields.items():
+            self.results.setdefault(name, []).append(value)
+        for name, upload in files.items():
+            filename = os.path.basename(upload.filename.replace("\\", "/"))
+            if not filename:
+                self.results.setdefault(name, []).append("")
+                continue
+            path = _versioned(os.path.join(self.basepath, filename))
+            with open(path, "wb") as f:
+                upload.file.seek(0)
+                shutil.copyfileobj(upload.file, f)
+            self.results.setdefault(name, []).extend([path, {"filename": upload.filename,
+                                                              "Content-Type": upload.content_type}])
+
+    def seek(self, position):
+        self._parse()
+
+    def read(self, size=-1):
+        return bytes(self._buf) if size is None or size < 0 else bytes(self._buf[:size])
+
+    def getvalue(self):
+        self._parse()
+        return self.results
+
+    def get(self, key, default=None):
+        self._parse()
+        return self.results.get(key, default)
+
+    def keys(self):
+        self._parse()
+        return self.results.keys()

@@ -37,6 +37,12 @@ class Staticfile:
             return [b"Not Found\n"]
         st = os.fstat(f.fileno())
         last_modified = formatdate(st.st_mtime, usegmt=True)
+        # FAPWS3's validator: the mtime as the ETag, with If-None-Match.
+        etag = str(st.st_mtime)
+        if environ.get("HTTP_IF_NONE_MATCH") in (etag, f'"{etag}"'):
+            f.close()
+            start_response("304 Not Modified", [("ETag", etag), ("Last-Modified", last_modified)])
+            return []
         since = environ.get("HTTP_IF_MODIFIED_SINCE")
         if since:
             try:
@@ -49,7 +55,8 @@ class Staticfile:
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         if ctype.startswith("text/"):
             ctype += "; charset=utf-8"
-        headers = [("Content-Type", ctype), ("Content-Length", str(st.st_size)), ("Last-Modified", last_modified)]
+        headers = [("Content-Type", ctype), ("Content-Length", str(st.st_size)), ("Last-Modified", last_modified),
+                   ("ETag", etag)]
         if self.maxage is not None:
             headers.append(("Cache-Control", f"max-age={int(self.maxage)}"))
             headers.append(("Expires", formatdate(time.time() + int(self.maxage), usegmt=True)))

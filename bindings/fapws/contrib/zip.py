@@ -1,15 +1,24 @@
-"""zip.Gzip: gzip middleware that honours Accept-Encoding (FAPWS3's name)."""
+"""zip.Gzip: gzip middleware that honours Accept-Encoding (FAPWS3's name).
+
+Both forms work: Gzip(app), and FAPWS3's Gzip()(app) or @zip.Gzip()."""
 
 import gzip
 
 
 class Gzip:
-    def __init__(self, app, min_size=256, level=6):
+    def __init__(self, app=None, min_size=256, level=6):
         self.app = app
         self.min_size = min_size
         self.level = level
 
-    def __call__(self, environ, start_response):
+    def __call__(self, *args):
+        if self.app is None:
+            # FAPWS3's form: Gzip() is a decorator; called with the app.
+            (app,) = args
+            return Gzip(app, self.min_size, self.level)
+        return self._serve(*args)
+
+    def _serve(self, environ, start_response):
         accepts = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "").lower()
         captured = {}
 

@@ -412,6 +412,27 @@ void connection::keep_input(const char* p, std::size_t n)
     fl().in.append(p, n);
 }
 
+namespace {
+
+// An unlinked file for a request body: O_TMPFILE where the system and the
+// file system have it, else mkstemp and unlink (other kernels, some file
+// systems, e.g. older overlayfs or NFS).
+int open_spool(const std::string& dir)
+{
+#ifdef O_TMPFILE
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd;
+#endif
+    std::string path = dir + "/fapws-body-XXXXXX";
+    int fd2 = ::mkostemp(path.data(), O_CLOEXEC);
+    if (fd2 >= 0)
+        ::unlink(path.c_str());
+    return fd2;
+}
+
+}  // namespace
+
 void connection::append(void* self_, std::string_view bytes, beast_error& ec)
 {
     connection& self = *static_cast<connection*>(self_);
@@ -422,15 +443,18 @@ void connection::append(void* self_, std::string_view bytes, beast_error& ec)
     if (b.fd_ < 0 && total > srv_.cfg_.body_memory_limit) {
         // Spool to an unlinked file: a 1 GiB upload never sits in memory.
         const std::string& dir = srv_.cfg_.spool_dir;
-        int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        int fd = open_spool(dir);
         if (fd < 0) {
             log_error("cannot create a spool file in " + dir + ": " + std::strerror(errno));
+            self.spool_failed_ = true;  // the server's fault: 500, not 413
             ec = http::error::body_limit;
             return;
         }
         std::string_view have = b.view_.data() ? b.view_ : std::string_view(b.mem_);
         b.fd_ = fd;
         if (!have.empty() && ::write(fd, have.data(), have.size()) != ssize_t(have.size())) {
+            log_error(std::string("spool write failed: ") + std::strerror(errno));
+            self.spool_failed_ = true;
             ec = http::error::body_limit;
             return;
         }
@@ -447,6 +471,7 @@ void connection::append(void* self_, std::string_view bytes, beast_error& ec)
                 if (errno == EINTR)
                     continue;
                 log_error(std::string("spool write failed: ") + std::strerror(errno));
+                self.spool_failed_ = true;
                 ec = http::error::body_limit;
                 return;
             }
@@ -669,7 +694,7 @@ void connection::refuse(beast_error ec, const char* start, std::size_t n)
     else if ((ec == http::error::bad_version && well_formed_version(start, n)) || ps.why() == v::bad_version)
         status = 505;
     else if (ec == http::error::body_limit)
-        status = 413;
+        status = std::exchange(spool_failed_, false) ? 500 : 413;
     else if (ps.why() == v::not_implemented)
         status = 501;
     reset_parser();

@@ -557,6 +557,9 @@ void server::run()
     s.stopping_ = false;
     s.stopped_ = false;
     s.sigint_count_ = 0;
+    if (::access(s.cfg_.spool_dir.c_str(), W_OK | X_OK) != 0)
+        log_warning("spool directory " + s.cfg_.spool_dir + " is not writable (" + std::strerror(errno) +
+                    "): request bodies above " + std::to_string(s.cfg_.body_memory_limit) + " bytes will get 500");
     s.ioc_.restart();
     auto work = net::make_work_guard(s.ioc_);
     for (auto& l : s.listeners_)

@@ -66,3 +66,16 @@ def test_100mb_upload_is_spooled_not_held(serve):
     assert got["n"] == 100 * len(block) and got["sha256"] == h.hexdigest()
     grew_mb = (s.rss_kb() - base) / 1024
     assert grew_mb < 20, f"server RSS grew by {grew_mb:.1f} MiB for a 100 MiB upload"
+
+
+def test_a_body_that_cannot_be_spooled_is_a_500_not_a_413(serve, tmp_path):
+    # No such TMPDIR: the server says so at start, and an upload past the
+    # memory limit gets 500 (the server's fault), not 413 (the client's).
+    s = serve("wsgiapps:body_app", "--limit-body-memory", "1024",
+              env={"TMPDIR": str(tmp_path / "missing")})
+    r = requests.post(s.url + "/", data=b"x" * 100_000)
+    assert r.status_code == 500
+    assert requests.post(s.url + "/", data=b"y" * 100).status_code == 200  # the server goes on
+    s.stop()
+    err = s.proc.stderr.read().decode()
+    assert "not writable" in err and "cannot create a spool file" in err

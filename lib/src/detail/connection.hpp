@@ -188,6 +188,7 @@ private:
     bool closing_ = false;        // close after the current response
     bool draining_ = false;       // graceful stop: close once idle
     bool linger_ = false;         // unread input may remain: drain before close
+    bool spool_failed_ = false;   // the body could not be spooled: 500, not 413
     // Edge-triggered readiness, remembered until a system call says otherwise.
     bool readable_ = false;  // recv may return data or EOF
     bool writable_ = false;  // send may take bytes

@@ -27,6 +27,19 @@ namespace {
 
 constexpr std::size_t small_body = 16 * 1024;
 
+// A dict with room for n keys. _PyDict_NewPresized is private CPython API,
+// present from 3.9 to 3.12 at least; elsewhere a plain dict (it grows once
+// at set-up: the template is built once per route, never per request).
+PyObject* presized_dict(Py_ssize_t n)
+{
+#if PY_VERSION_HEX < 0x030D0000 && !defined(PYPY_VERSION)
+    return _PyDict_NewPresized(n);
+#else
+    (void)n;
+    return PyDict_New();
+#endif
+}
+
 PyObject* intern(const char* s)
 {
     return PyUnicode_InternFromString(s);
@@ -682,7 +695,7 @@ wsgi_app::wsgi_app(pyb::object app, pyb::dict environ_template, pyb::object file
     // about 40 keys and a slot already holding every key set per request
     // make the environ one copy plus value stores: no resize, no insert but
     // for the request's headers.
-    auto t = pyb::reinterpret_steal<pyb::dict>(_PyDict_NewPresized(40));
+    auto t = pyb::reinterpret_steal<pyb::dict>(presized_dict(40));
     if (!t)
         throw pyb::error_already_set();
     PyObject *k, *v;

@@ -1112,7 +1112,7 @@ template <void (connection::*Fn)()>
 void connection::post()
 {
     add_ref();
-    srv_.ready_.push_back({this, [](connection* c) {
+    srv_.queue({this, [](connection* c) {
                                if (c->state_ != st_closed)
                                    (c->*Fn)();
                                c->release();
@@ -1620,7 +1620,7 @@ void connection::pump_soon()
         return;
     f.pump_posted = true;
     add_ref();
-    srv_.ready_.push_back({this, [](connection* c) {
+    srv_.queue({this, [](connection* c) {
                                if (c->state_ != st_closed && c->fl_) {
                                    c->fl_->pump_posted = false;
                                    if (c->wait_ != wait_out)

@@ -47,11 +47,19 @@ void append_escaped(std::string& out, std::string_view v)
 
 }  // namespace
 
-server::impl::impl(config c)
+server::impl::owned_context::owned_context(bool want)
+{
+    // One thread: no locking per descriptor; the scheduler keeps its lock so
+    // other threads may still post() to the loop.
+    if (want)
+        ctx.emplace(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+}
+
+server::impl::impl(config c, net::io_context* external)
     : cfg_(std::move(c)),
-      // One thread: no locking per descriptor; the scheduler keeps its lock so
-      // other threads may still post() to the loop.
-      ioc_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+      own_(external == nullptr),
+      ioc_(external ? *external : *own_.ctx),
+      external_(external != nullptr),
       defer_(cfg_.defer_limit),
       sweep_timer_(ioc_.get_executor())
 {
@@ -97,13 +105,17 @@ server::impl::~impl()
     if (access_owned_ && access_fd_ >= 0)
         ::close(access_fd_);
     // Let the cancelled waits and queued connection actions run, so every
-    // reference is released before the io_context goes away.
+    // reference is released before the io_context goes away. The
+    // embedder's io_context is not ours to run: there, async_stop()
+    // cancelled our waits and they ran before its completion handler.
     error_code ec;
     sweep_timer_.cancel();
     if (signals_)
         signals_->cancel(ec);
-    ioc_.restart();
-    ioc_.poll();
+    if (!external_) {
+        ioc_.restart();
+        ioc_.poll();
+    }
     while (run_ready()) {
     }
     ep_.reset();  // closes epfd_
@@ -370,9 +382,101 @@ void server::impl::finish_stop()
         grace_timer_->cancel();
     flush_access_log();
     stopped_ = true;
+    if (external_)
+        stopped_external();
 }
 
-server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+// ------------------------------------------------------------ start(): the embedder's io_context
+
+void server::impl::queue(ready_item item)
+{
+    ready_.push_back(item);
+    if (external_ && running_)
+        post_drive();
+}
+
+void server::impl::post_drive()
+{
+    if (drive_posted_)
+        return;
+    drive_posted_ = true;
+    net::post(ioc_, [this] {
+        drive_posted_ = false;
+        drive();
+    });
+}
+
+void server::impl::arm_external()
+{
+    if (ep_armed_ || stopped_)
+        return;
+    ep_armed_ = true;
+    ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {
+        ep_armed_ = false;
+        if (!ec)
+            drive();
+    });
+}
+
+// One turn of our loop, run from a handler on the embedder's io_context:
+// connection events and queued actions, a few rounds at most so its own
+// handlers keep their turn; a deferred task when we found nothing to do.
+void server::impl::drive()
+{
+    if (stopped_ || !running_)
+        return;
+    for (int round = 0; round < 8; ++round) {
+        std::size_t n = poll_io() + run_ready();
+        if (stopped_)
+            return;
+        if (n == 0) {
+            if (!defer_.empty()) {
+                ++stats_.deferred_run;
+                try {
+                    defer_.run_one();
+                } catch (const std::exception& e) {
+                    ++stats_.task_errors;
+                    log_error(std::string("deferred task failed: ") + e.what());
+                } catch (...) {
+                    ++stats_.task_errors;
+                    log_error("deferred task failed");
+                }
+                if (!defer_.empty())
+                    post_drive();
+            }
+            if (!ready_.empty())
+                post_drive();
+            return arm_external();
+        }
+    }
+    post_drive();  // still busy: after the handlers queued meanwhile
+    arm_external();
+}
+
+// Stopped on the embedder's io_context: cancel what we still wait on, so
+// its run() can return, then complete async_stop after those cancellations.
+void server::impl::stopped_external()
+{
+    error_code ec;
+    if (ep_)
+        ep_->cancel(ec);
+    sweep_timer_.cancel();
+    sweep_at_ = 0;
+    if (access_timer_)
+        access_timer_->cancel();
+    if (signals_)
+        signals_->cancel(ec);
+    running_ = false;
+    if (stop_done_) {
+        boost::asio::any_completion_handler<void()> h;
+        h.swap(stop_done_);  // not operator=: Boost 1.81's recurses
+        net::post(ioc_, [h = std::move(h)]() mutable { std::move(h)(); });
+    }
+}
+
+server::server(config cfg) : impl_(std::make_unique<impl>(std::move(cfg), nullptr)) {}
+
+server::server(boost::asio::io_context& ioc, config cfg) : impl_(std::make_unique<impl>(std::move(cfg), &ioc)) {}
 
 server::~server() = default;
 
@@ -503,7 +607,10 @@ timer server::add_timer(std::chrono::milliseconds interval, std::function<void()
 
 bool server::defer(std::function<void()> task, std::optional<std::string> key)
 {
-    return impl_->defer_.push(std::move(task), std::move(key));
+    bool added = impl_->defer_.push(std::move(task), std::move(key));
+    if (added && impl_->external_ && impl_->running_)
+        impl_->post_drive();
+    return added;
 }
 
 std::size_t server::defer_queue_size() const noexcept
@@ -548,24 +655,22 @@ void server::set_wait_hooks(std::function<void()> before_wait, std::function<voi
     impl_->after_wait_ = std::move(after_wait);
 }
 
-void server::run()
+// What run() and start() share: listeners, signals, the access log's flush.
+void server::impl::begin_serving()
 {
-    impl& s = *impl_;
-    if (s.running_)
-        throw std::logic_error("server::run() is already running");
-    s.running_ = true;
-    s.stopping_ = false;
-    s.stopped_ = false;
-    s.sigint_count_ = 0;
-    if (::access(s.cfg_.spool_dir.c_str(), W_OK | X_OK) != 0)
-        log_warning("spool directory " + s.cfg_.spool_dir + " is not writable (" + std::strerror(errno) +
-                    "): request bodies above " + std::to_string(s.cfg_.body_memory_limit) + " bytes will get 500");
-    s.ioc_.restart();
-    auto work = net::make_work_guard(s.ioc_);
-    for (auto& l : s.listeners_)
+    if (running_)
+        throw std::logic_error("the server is already running");
+    running_ = true;
+    stopping_ = false;
+    stopped_ = false;
+    sigint_count_ = 0;
+    if (::access(cfg_.spool_dir.c_str(), W_OK | X_OK) != 0)
+        log_warning("spool directory " + cfg_.spool_dir + " is not writable (" + std::strerror(errno) +
+                    "): request bodies above " + std::to_string(cfg_.body_memory_limit) + " bytes will get 500");
+    for (auto& l : listeners_)
         l->start();
-    if (s.cfg_.handle_signals) {
-        s.signals_.emplace(s.ioc_, SIGINT, SIGTERM);
+    if (cfg_.handle_signals) {
+        signals_.emplace(ioc_, SIGINT, SIGTERM);
         struct on_signal {
             impl* s;
             void operator()(error_code ec, int sig) const
@@ -581,10 +686,10 @@ void server::run()
                 s->signals_->async_wait(*this);
             }
         };
-        s.signals_->async_wait(on_signal{&s});
+        signals_->async_wait(on_signal{this});
     }
-    if (s.access_fd_ >= 0) {
-        s.access_timer_.emplace(s.ioc_.get_executor());
+    if (access_fd_ >= 0) {
+        access_timer_.emplace(ioc_.get_executor());
         struct flusher {
             impl* s;
             void operator()(error_code ec) const
@@ -596,9 +701,41 @@ void server::run()
                 s->access_timer_->async_wait(*this);
             }
         };
-        s.access_timer_->expires_after(std::chrono::seconds(1));
-        s.access_timer_->async_wait(flusher{&s});
+        access_timer_->expires_after(std::chrono::seconds(1));
+        access_timer_->async_wait(flusher{this});
     }
+}
+
+void server::start()
+{
+    impl& s = *impl_;
+    if (!s.external_)
+        throw std::logic_error("server::start() is for a server built on your io_context; call run()");
+    s.begin_serving();
+    s.post_drive();
+}
+
+void server::initiate_stop(boost::asio::any_completion_handler<void()> h)
+{
+    impl* s = impl_.get();
+    net::post(s->ioc_, [s, h = std::move(h)]() mutable {
+        if (!s->running_) {
+            std::move(h)();  // not started, or stopped already
+            return;
+        }
+        s->stop_done_.swap(h);
+        s->begin_stop();
+    });
+}
+
+void server::run()
+{
+    impl& s = *impl_;
+    if (s.external_)
+        throw std::logic_error("server::run() owns its io_context; this server runs on yours: call start()");
+    s.ioc_.restart();
+    auto work = net::make_work_guard(s.ioc_);
+    s.begin_serving();
 
     struct reset_running {
         impl& s;

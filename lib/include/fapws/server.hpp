@@ -39,7 +39,13 @@ struct listen_options {
 
 class server {
 public:
+    // The server owns its io_context: run() drives it.
     explicit server(config cfg = {});
+    // The server lives on your io_context: start() it, then your
+    // ioc.run() serves it beside your own work; async_stop() ends it.
+    // One thread runs that io_context. Destroy the server after
+    // async_stop completed (or before start()).
+    server(boost::asio::io_context& ioc, config cfg = {});
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -100,7 +106,23 @@ public:
     void set_wait_hooks(std::function<void()> before_wait, std::function<void()> after_wait);
 
     // Runs the loop until stopped. Returns after a graceful stop completed.
+    // For a server that owns its io_context.
     void run();
+    // For a server on your io_context: starts accepting; your run() then
+    // serves. Connection events, queued actions and deferred tasks run from
+    // handlers posted to that io_context (deferred tasks when a turn found
+    // nothing else of ours to do, after the handlers already queued).
+    void start();
+    // Graceful stop (as stop()) that completes, with any Asio token, once
+    // every connection is closed and every wait of ours cancelled: your
+    // run() returns when nothing of yours is left. Safe from any thread.
+    template <typename Token>
+    auto async_stop(Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void()>(
+            [this](auto handler) { initiate_stop(boost::asio::any_completion_handler<void()>(std::move(handler))); },
+            token);
+    }
     // Graceful stop: stop accepting, close idle connections, let in-flight
     // requests finish for config::shutdown_timeout, then close the rest.
     // Safe from any thread.
@@ -114,6 +136,7 @@ public:
     class impl;
 
 private:
+    void initiate_stop(boost::asio::any_completion_handler<void()> h);
     template <typename F>
     struct coroutine_route {
         F f;

@@ -19,7 +19,13 @@ namespace fapws {
 
 class server::impl {
 public:
-    explicit impl(config c);
+    // Connection actions queued for the next turn (connection::post).
+    struct ready_item {
+        detail::connection* c;
+        void (*run)(detail::connection*);
+    };
+
+    impl(config c, net::io_context* external);
     ~impl();
 
     // Timeout lists.
@@ -34,12 +40,27 @@ public:
     void log_access(const request& req, int status, std::uint64_t bytes);
     void flush_access_log();
 
+    void begin_serving();
     void begin_stop();
     void finish_stop();
     void check_stopped();
 
     config cfg_;
-    net::io_context ioc_;
+    // Ours (run()), or the embedder's (start()): ioc_ refers to one of them.
+    struct owned_context {
+        std::optional<net::io_context> ctx;
+        explicit owned_context(bool want);
+    } own_;
+    net::io_context& ioc_;
+    bool external_;  // the embedder's io_context drives us (start())
+    // start(): our work runs from handlers on the embedder's io_context.
+    bool drive_posted_ = false;
+    void drive();
+    void post_drive();
+    void arm_external();
+    void queue(ready_item item);
+    boost::asio::any_completion_handler<void()> stop_done_;
+    void stopped_external();
 
     // The connections' epoll set (see connection), and its descriptor in the
     // io_context, armed only when the loop is about to block.
@@ -52,11 +73,6 @@ public:
     static constexpr std::size_t poll_batch = 128;
     std::size_t poll_io();
     void arm_io();
-    // Connection actions queued for the next turn (connection::post).
-    struct ready_item {
-        detail::connection* c;
-        void (*run)(detail::connection*);
-    };
     std::vector<ready_item> ready_, ready_now_;
     std::size_t run_ready();
     router router_;

@@ -9,6 +9,10 @@ PUBLISHED = [0]
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path == "/flask" or path == "/django":
+        from frameworks import django_app, flask_app
+
+        return (flask_app if path == "/flask" else django_app)(environ, start_response)
     if path == "/10k":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10240")])
         return [TEN_K]

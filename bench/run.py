@@ -160,6 +160,7 @@ http {{
 
 HELLO = ["hello", "c1000", "idle"]
 ALL_APP = ["hello", "10k", "post", "gen", "c1000"]
+FRAMEWORKS = ["flask", "django"]  # Python servers only
 STATIC = ["static-1k", "static-50k", "static-10m"]
 
 
@@ -171,18 +172,18 @@ def servers(build):
         Server("beast-naive", [f"{build}/bench/beast_naive", "{port}"], HELLO),
         Server("beast-sse", [f"{build}/bench/beast_sse", "{port}"], ["sse"]),
         Server("fapws-wsgi", [py, "-m", "fapws", "--bind", "127.0.0.1:{port}", "--log-level", "error",
-                              "--static", "/static={www}", "apps:app"], ALL_APP + ["idle", "sse"] + STATIC),
+                              "--static", "/static={www}", "apps:app"], ALL_APP + FRAMEWORKS + ["idle", "sse"] + STATIC),
         Server("fapws-static", [f"{VENV_BIN}/fapws-static", "--bind", "127.0.0.1:{port}",
                                 "--log-level", "error", "{www}"], [], ),
         Server("nginx", ["nginx", "-c", "{nginx_conf}", "-p", "{tmp}"], ["hello", "c1000", "idle"] + STATIC,
                setup=nginx_setup),
         Server("gunicorn-sync", [gunicorn, "-w", "1", "-b", "127.0.0.1:{port}", "--log-level", "error",
-                                 "apps:app"], ALL_APP),
+                                 "apps:app"], ALL_APP + FRAMEWORKS),
         Server("gunicorn-gevent", [gunicorn, "-w", "1", "-k", "gevent", "-b", "127.0.0.1:{port}",
                                    "--log-level", "error", "apps:app"], ["hello"]),
         Server("uwsgi", ["uwsgi", "--plugin", "python3", "--http11-socket", "127.0.0.1:{port}",
                          "--wsgi-file", "apps.py", "--callable", "app",
-                         "--processes", "1", "--disable-logging", "--need-app"], ALL_APP),
+                         "--processes", "1", "--disable-logging", "--need-app"], ALL_APP + FRAMEWORKS),
         Server("waitress-1", [py, "-m", "waitress", "--listen", "127.0.0.1:{port}", "--threads", "1",
                               "apps:app"], ["hello"]),
         Server("waitress", [py, "-m", "waitress", "--listen", "127.0.0.1:{port}", "apps:app"], ["hello"]),
@@ -195,7 +196,8 @@ def target(server, workload):
     if workload.startswith("static-"):
         name = {"static-1k": "1k.bin", "static-50k": "50k.bin", "static-10m": "10m.bin"}[workload]
         return "/" + name if server.name == "fapws-static" else "/static/" + name
-    return {"hello": "/", "c1000": "/", "10k": "/10k", "post": "/echo", "gen": "/gen"}[workload]
+    return {"hello": "/", "c1000": "/", "10k": "/10k", "post": "/echo", "gen": "/gen", "flask": "/flask",
+            "django": "/django"}[workload]
 
 
 # ------------------------------------------------------------------ load
@@ -390,6 +392,8 @@ GOALS = [
     ("Static 1 KiB: CPU/request <= 1.0x nginx", "fapws-static", "static-1k", "nginx", "static-1k", 1.0),
     ("Static 50 KiB: CPU/request <= 1.0x nginx", "fapws-static", "static-50k", "nginx", "static-50k", 1.0),
     ("Static via Server.static (Python) 1 KiB <= fapws-static", "fapws-wsgi", "static-1k", "fapws-static", "static-1k", 1.05),
+    ("Flask hello: CPU/request <= 0.65x uWSGI", "fapws-wsgi", "flask", "uwsgi", "flask", 0.65),
+    ("Django template view: CPU/request <= 0.65x uWSGI", "fapws-wsgi", "django", "uwsgi", "django", 0.65),
 ]
 
 

@@ -49,6 +49,8 @@ struct start_response_object {
 // set. Marks the head committed: start_response(..., exc_info) re-raises.
 bool commit(response& res, start_response_object* sr);
 
+class py_ref;  // bridge.hpp
+
 // Shared by every request to one mounted app; owned by the route's handler.
 class wsgi_app {
 public:
@@ -61,7 +63,11 @@ private:
     PyObject* header_key(std::string_view name);
     PyObject* listener_value(const listener_info& l, bool port);
     void fail(const request& req, response& res, const char* what);
-    void pushed_body(const request& req, response& res, PyObject* result, start_response_object* sr);
+    // The answer's shapes (wsgi.cpp).
+    void sequence_body(const request& req, response& res, py_ref result, start_response_object* sr);
+    bool file_body(const request& req, response& res, const py_ref& result, start_response_object* sr);
+    void iterable_body(const request& req, response& res, py_ref result, start_response_object* sr);
+    void pushed_body(const request& req, response& res, py_ref result, start_response_object* sr);
     // One start_response per request, reused when the application kept none.
     start_response_object* take_sr();
     void release_sr(start_response_object* sr);

@@ -275,13 +275,14 @@ def test_sighup_in_one_process_reloads_the_code_and_refuses_no_connection(cli, t
 
 def test_reload_flag_picks_up_an_edited_module(cli, tmp_path):
     c = cli("--reload", "opsapp:app")
-    c.workers(1)
+    (old,) = c.workers(1)
     assert c.get().text.startswith("v1 ")
     time.sleep(0.2)
     write_app(tmp_path, 3)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not c.get().text.startswith("v3 "):
+    while time.monotonic() < deadline and _alive(old):  # replaced once the new worker serves
         time.sleep(0.1)
+    assert not _alive(old)
     assert c.get().text.startswith("v3 ")
 
 

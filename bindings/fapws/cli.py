@@ -178,8 +178,66 @@ def build_parser():
                    help="inactivity while reading a body or writing a response")
     p.add_argument("--timeout-shutdown", type=_seconds, default=d["shutdown_timeout"], metavar="S",
                    help="graceful stop: time left to in-flight requests")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="a Python file of settings (bind = '0.0.0.0:8000', workers = 4, ...; names as the options "
+                        "with '_' for '-'). Precedence: command line > FAPWS_CMD_ARGS > FAPWS_<NAME> > file > default")
     p.add_argument("--version", action="version", version="fapws " + __import__("fapws").__version__)
     return p
+
+
+def _settings(parser, argv):
+    """Defaults from the config file and FAPWS_<NAME> variables; returns the
+    arguments to parse (FAPWS_CMD_ARGS first, then the command line, which
+    wins) and the list settings the command line did not give."""
+    import shlex
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-c", "--config")
+    known, _ = pre.parse_known_args(argv)
+    env_args = shlex.split(os.environ.get("FAPWS_CMD_ARGS", ""))
+    if not known.config:
+        known, _ = pre.parse_known_args(env_args)
+    actions = {a.dest: a for a in parser._actions
+               if (a.option_strings or a.dest == "app") and a.dest not in ("help", "version", "config")}
+    values = {}
+    if known.config:
+        import runpy
+
+        try:
+            found = runpy.run_path(known.config)
+        except FileNotFoundError:
+            parser.error(f"--config {known.config}: no such file")
+        except Exception as e:
+            parser.error(f"--config {known.config}: {type(e).__name__}: {e}")
+        for key, value in found.items():
+            if key.startswith("_") or callable(value) or type(value).__name__ == "module":
+                continue
+            if key not in actions:
+                parser.error(f"--config {known.config}: unknown setting {key!r}")
+            values[key] = value
+    for dest in actions:
+        env = os.environ.get("FAPWS_" + dest.upper())
+        if env is not None and dest not in ("app",):
+            values[dest] = env.split(",") if isinstance(actions[dest], argparse._AppendAction) else env
+    late = {}
+    for dest, value in values.items():
+        action = actions[dest]
+        where = f"setting {dest!r}"
+        try:
+            if isinstance(action, argparse._StoreTrueAction):
+                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+            elif isinstance(action, argparse._AppendAction):
+                items = [value] if isinstance(value, str) else list(value)
+                late[dest] = [action.type(str(v)) if action.type else str(v) for v in items]
+                continue
+            elif action.type is not None:
+                value = action.type(str(value))
+            elif action.choices is not None and value not in action.choices:
+                raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(action.choices)}")
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            parser.error(f"{where}: {e}")
+        parser.set_defaults(**{dest: value})
+    return env_args + list(argv), late
 
 
 def _print_import_error():
@@ -253,7 +311,12 @@ SUPERVISED = ("timeout", "max_requests", "max_rss", "preload")
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    combined, late = _settings(parser, given)
+    args = parser.parse_args(combined)
+    for dest, value in late.items():
+        if not getattr(args, dest):
+            setattr(args, dest, value)  # a list from the file or environment; the command line's replaces it
     if not args.app and not args.static:
         parser.error("give a MODULE:APP, or --static /PREFIX=DIR")
     if args.workers is None:
@@ -298,7 +361,7 @@ def main(argv=None):
                 def boot(server, slots, offset):
                     server.route("/", watched(load_app(args.app, args.factory), args, slots, offset))
             return Arbiter(server, args, boot).run()
-        return serve_single(server, args, cwd, argv)
+        return serve_single(server, args, cwd, given)
     finally:
         if pidfile:
             try:
@@ -473,7 +536,7 @@ def serve_single(server, args, cwd, argv):
         return 0
     os.chdir(cwd)
     env = dict(os.environ, FAPWS_LISTEN_FDS=state["reload"])
-    command = [sys.executable, "-m", "fapws"] + list(sys.argv[1:] if argv is None else argv)
+    command = [sys.executable, "-m", "fapws"] + list(argv)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, command, env)

@@ -104,3 +104,38 @@ def test_access_log(tmp_path, serve):
     line = log.read_text()
     assert '"GET /logged?q=1 HTTP/1.1" 200' in line and '"http://r/" "tester"' in line
     assert line.startswith("127.0.0.1 - - [")
+
+
+def test_settings_from_a_config_file_the_environment_and_the_command_line(tmp_path, serve):
+    import requests
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    p = port.getsockname()[1]
+    port.close()
+    conf = tmp_path / "fapws.conf.py"
+    conf.write_text(f"bind = ['127.0.0.1:{p}']\nworkers = 2\napp = 'wsgiapps:pid_app'\ntimeout_keepalive = 5\n")
+    # The file gives the bind, the app and two workers; FAPWS_CMD_ARGS the
+    # log level; the command line's --workers 1 wins over the file.
+    env = {"FAPWS_CMD_ARGS": "--log-level error", "FAPWS_TIMEOUT_KEEPALIVE": "7"}
+    e = dict(os.environ, PYTHONPATH=os.path.join(HERE, "apps"), **env)
+    proc = subprocess.Popen([sys.executable, "-m", "fapws", "-c", str(conf), "--workers", "1"], env=e,
+                            stderr=subprocess.PIPE)
+    try:
+        from conftest import wait_listening
+
+        wait_listening(p, proc)
+        pid, mode = requests.get(f"http://127.0.0.1:{p}/", timeout=5).text.split()
+        assert int(pid) != proc.pid  # a supervised worker: --workers from the command line
+        assert mode == "sp"          # one worker (the file's 2 lost to the command line's 1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert b"[info]" not in proc.stderr.read()  # FAPWS_CMD_ARGS's --log-level error
+
+
+def test_a_bad_config_file_is_one_line(tmp_path):
+    conf = tmp_path / "bad.py"
+    conf.write_text("no_such_setting = 1\n")
+    r = run_cli("-c", str(conf), "x:y")
+    assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "no_such_setting" in r.stderr.decode()

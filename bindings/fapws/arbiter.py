@@ -67,6 +67,11 @@ class Arbiter:
         self.reload = None  # the generation being started by a HUP
         self.booted = False  # some worker got ready once
         self.exit_code = 0
+        self.board = None
+        if args.metrics:
+            from fapws.metrics import Board
+
+            self.board = Board(MAX_WORKERS)
 
     # ------------------------------------------------------------ master
     def run(self):
@@ -175,6 +180,8 @@ class Arbiter:
             self.free.append(w.slot)
             code = os.waitstatus_to_exitcode(status)
             lived = time.monotonic() - w.started
+            if self.board is not None:
+                self.board.retire(w.slot, restarted=not (self.stopping or w.stopping))
             if self.stopping or w.stopping:
                 continue
             if code == BOOT_ERROR:
@@ -313,6 +320,13 @@ class Arbiter:
             except BaseException:
                 traceback.print_exc()
                 return BOOT_ERROR
+        if self.board is not None:
+            from fapws.metrics import Metrics
+
+            metrics = Metrics(server, self.board, slot)
+            server.route(args.metrics, metrics)
+            server.add_timer(1.0, metrics.publish)
+            metrics.publish()
 
         def beat():
             _HB.pack_into(slots, offset, time.monotonic(), 1.0)
@@ -328,6 +342,8 @@ class Arbiter:
             server.add_timer(1.0, module_watcher())
         beat()
         server.run(handle_signals=False)
+        if self.board is not None:
+            metrics.publish()  # the final counters, before the supervisor retires them
         return 0
 
 

@@ -94,6 +94,12 @@ def _proxies(text):
     return text
 
 
+def _prefix(text):
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"a path starting with '/' expected, not {text!r}")
+    return text
+
+
 def _static(text):
     prefix, sep, directory = text.partition("=")
     if not sep or not prefix.startswith("/") or not directory:
@@ -142,6 +148,9 @@ def build_parser():
                    help="development: reload when a module of the application changes (implies --workers 1)")
     p.add_argument("--factory", action="store_true",
                    help="MODULE:APP is a function returning the application; call it")
+    p.add_argument("--metrics", type=_prefix, default=None, metavar="PATH",
+                   help="serve the counters in Prometheus' text format at PATH (e.g. /metrics), summed over "
+                        "workers; protect it at your proxy")
     p.add_argument("--pid", metavar="FILE", help="write the main process id to FILE")
     p.add_argument("--user", metavar="USER", help="switch to USER after binding (when started as root)")
     p.add_argument("--group", metavar="GROUP", help="switch to GROUP after binding (default: USER's group)")
@@ -345,6 +354,10 @@ def main(argv=None):
         server = make_server(args)
         if app is not None:
             server.route("/", app)
+        if args.metrics and not supervised:
+            from fapws.metrics import Metrics
+
+            server.route(args.metrics, Metrics(server))
         bind(server, args)
         if args.pid:
             pidfile = write_pid(args.pid)  # as root, like nginx: /run is root's

@@ -303,6 +303,8 @@ void bind_server(pyb::module_& m)
             d["deferred_run"] = c.deferred_run;
             d["task_errors"] = c.task_errors;
             d["defer_queue_size"] = s.srv_.defer_queue_size();
+            for (int k = 1; k <= 5; ++k)
+                d[("responses_" + std::to_string(k) + "xx").c_str()] = c.responses[k];
             return d;
         });
 }

@@ -904,6 +904,7 @@ bool connection::emit(request& req, response& res, std::string& out)
     out.append("\r\n"sv);
     if (!keep)
         closing_ = true;
+    ++srv_.stats_.responses[status / 100 <= 5 ? status / 100 : 0];
     if (srv_.access_fd_ >= 0)
         srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0);
 
@@ -1021,6 +1022,7 @@ void connection::answer_error(int status, std::string_view fields)
     case 505: ++st.bad_version; break;
     default: break;
     }
+    ++st.responses[status / 100 <= 5 ? status / 100 : 0];
     std::string& out = srv_.out_;
     out.append("HTTP/1.1 ");
     append_uint(out, static_cast<std::uint64_t>(status));

@@ -372,3 +372,37 @@ def test_systemd_socket_activate_tool(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(10)
+
+
+def _scrape(url):
+    out = {}
+    for line in requests.get(url, timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_endpoint_one_process(cli):
+    c = cli("--metrics", "/metrics", "opsapp:app")
+    with requests.Session() as s:
+        for _ in range(10):
+            s.get(c.url + "/")
+        s.get(c.url + "/nope/../", timeout=5)
+    m = _scrape(c.url + "/metrics")
+    assert m["fapws_requests_total"] >= 10
+    assert m['fapws_responses_total{class="2xx"}'] >= 10
+    assert m["fapws_connections_open"] >= 1
+    assert m["fapws_workers"] == 1
+
+
+def test_metrics_are_summed_over_workers_and_survive_recycling(cli):
+    c = cli("--workers", "2", "--max-requests", "30", "--metrics", "/metrics", "opsapp:app")
+    c.workers(2)
+    for _ in range(100):
+        requests.get(c.url + "/", timeout=5)
+    time.sleep(1.5)  # every worker published, the recycled ones retired
+    m = _scrape(c.url + "/metrics")
+    assert m["fapws_requests_total"] >= 100  # none lost with the recycled workers
+    assert m["fapws_worker_restarts_total"] >= 2
+    assert m["fapws_workers"] == 2

@@ -39,6 +39,9 @@ struct stats {
     std::uint64_t io_errors = 0;
     std::uint64_t deferred_run = 0;
     std::uint64_t task_errors = 0;        // timers and deferred tasks that threw
+    // Responses by status class: [2] counts 2xx, ..., [5] 5xx (stock error
+    // answers included).
+    std::uint64_t responses[6] = {};
 };
 
 }  // namespace fapws

@@ -190,6 +190,33 @@ struct queue_source final : body_source {
 
 std::atomic<int> sources_destroyed{0};
 
+// Feeds a queue_source: a block every 100 ms, n of them, then the end.
+// Handlers hold the feeder by shared_ptr (no cycle: a handler dropped
+// with the io_context frees it).
+struct feeder : std::enable_shared_from_this<feeder> {
+    feeder(net::io_context& ioc, std::shared_ptr<queue_link> l, int n) : timer(ioc), link(std::move(l)), left(n) {}
+    void wait()
+    {
+        timer.expires_after(100ms);
+        timer.async_wait([self = shared_from_this()](error_code ec) { self->tick(ec); });
+    }
+    void tick(error_code ec)
+    {
+        if (ec || !link->src) {
+            if (link->destroyed)
+                ++sources_destroyed;
+            return;
+        }
+        if (left-- == 0)
+            return link->src->end();
+        link->src->feed("data: " + std::to_string(left) + "\n\n");
+        wait();
+    }
+    net::steady_timer timer;
+    std::shared_ptr<queue_link> link;
+    int left;
+};
+
 // /pushed?N: N blocks, one every 100 ms from a timer, then the end.
 void pushed_routes(server& s)
 {
@@ -199,27 +226,7 @@ void pushed_routes(server& s)
         auto link = std::make_shared<queue_link>();
         res.header("Content-Type", "text/event-stream");
         res.stream(std::make_unique<queue_source>(link));
-        auto t = std::make_shared<net::steady_timer>(s.context());
-        auto left = std::make_shared<int>(n);
-        auto tick = std::make_shared<std::function<void(error_code)>>();
-        *tick = [t, link, left, tick](error_code ec) {
-            if (ec || !link->src) {
-                if (link->destroyed)
-                    ++sources_destroyed;
-                *tick = nullptr;  // breaks the cycle
-                return;
-            }
-            if ((*left)-- == 0) {
-                link->src->end();
-                *tick = nullptr;
-                return;
-            }
-            link->src->feed("data: " + std::to_string(*left) + "\n\n");
-            t->expires_after(100ms);
-            t->async_wait(*tick);
-        };
-        t->expires_after(100ms);
-        t->async_wait(*tick);
+        std::make_shared<feeder>(s.context(), link, n)->wait();
     });
 }
 

@@ -662,7 +662,7 @@ def main():
         if s.name == "fapws-static":
             s.workloads = STATIC
     results, idle = {}, {}
-    order = ["hello", "c1000", "10k", "post", "gen", "static-1k", "static-50k", "static-10m"]
+    order = ["hello", "c1000", "10k", "post", "gen", "static-1k", "static-50k", "static-10m", "flask", "django"]
     for rnd in range(args.rounds):
         # Servers compared on a workload run back to back, so drift between
         # them is seconds, not minutes; each round repeats the whole set.

@@ -159,6 +159,9 @@ def build_parser():
     p.add_argument("--chmod-socket", type=_octal, default=None, metavar="MODE",
                    help="mode of UNIX sockets created, e.g. 660 (so a proxy in the group can connect)")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, for several processes on one port")
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="every --bind listener expects HAProxy's PROXY header (v1 or v2) first: it gives the "
+                        "client's address; a connection without one is refused")
     p.add_argument("--backlog", type=int, default=d["backlog"], help="listen backlog")
     p.add_argument("--forwarded-allow-ips", type=_proxies, default="127.0.0.1,::1,unix", metavar="IPS",
                    help="proxies whose X-Forwarded-For/-Proto and Forwarded headers set REMOTE_ADDR and "
@@ -423,7 +426,7 @@ def bind(server, args):
     specs = [f"fd:{fd}" for fd in activated] + (args.bind or ([] if activated else ["127.0.0.1:8080"]))
     for i, spec in enumerate(specs):
         real = f"fd:{inherited[i]}" if i in inherited else spec
-        address, port = server.listen(real, reuse_port=args.reuse_port)
+        address, port = server.listen(real, reuse_port=args.reuse_port, proxy_protocol=args.proxy_protocol)
         if address.startswith("unix:") and args.chmod_socket is not None and not real.startswith("fd:"):
             path = address[5:]
             if not path.startswith("@"):

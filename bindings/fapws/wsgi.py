@@ -71,11 +71,14 @@ class Server:
         self._combined = {}
 
     # -- listeners --------------------------------------------------------
-    def listen(self, spec, reuse_port=False, url_scheme="http"):
+    def listen(self, spec, reuse_port=False, url_scheme="http", proxy_protocol=False):
         """Listen on "HOST:PORT", "[::1]:PORT", "unix:PATH" or "fd:N".
+        proxy_protocol: connections start with HAProxy's PROXY header (v1 or
+        v2), which gives REMOTE_ADDR; only for a listener only the proxy reaches.
 
         Returns (address, port); port is the real one when 0 was asked."""
-        where = self._core.listen(spec, reuse_port=reuse_port, url_scheme=url_scheme)
+        where = self._core.listen(spec, reuse_port=reuse_port, url_scheme=url_scheme,
+                                  proxy_protocol=proxy_protocol)
         self.listeners.append(where)
         return where
 

@@ -190,14 +190,17 @@ void bind_server(pyb::module_& m)
              pyb::arg("server_header") = "fapws", pyb::arg("body_min_rate") = config{}.body_min_rate,
              pyb::arg("drain_grace") = config{}.drain_grace.count() / 1000.0)
         .def("listen",
-             [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme) {
+             [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme,
+                bool proxy_protocol) {
                  listen_options o;
                  o.reuse_port = reuse_port;
                  o.url_scheme = url_scheme;
+                 o.proxy_protocol = proxy_protocol;
                  listener_info i = s.srv_.listen(spec, o);
                  return pyb::make_tuple(i.address, i.port);
              },
-             pyb::arg("spec"), pyb::arg("reuse_port") = false, pyb::arg("url_scheme") = "http")
+             pyb::arg("spec"), pyb::arg("reuse_port") = false, pyb::arg("url_scheme") = "http",
+             pyb::arg("proxy_protocol") = false)
         .def("notify_fork",
              [](py_server& s, const std::string& stage) {
                  using ctx = boost::asio::execution_context;

@@ -19,6 +19,7 @@
 #include <exception>
 #include <system_error>
 
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -205,7 +206,8 @@ enum : std::uint8_t { wait_none = 0, wait_in = 1, wait_out = 2, wait_on_app = 3 
 
 connection::connection(server::impl& srv, int fd, const listener_info& where,
                        std::uint32_t peer_v4, std::uint16_t peer_port)
-    : srv_(srv), where_(&where), fd_(fd), peer_v4_(peer_v4), peer_port_(peer_port)
+    : srv_(srv), where_(&where), fd_(fd), peer_v4_(peer_v4), peer_port_(peer_port),
+      proxy_pending_(where.proxy_protocol)
 {
 }
 
@@ -533,6 +535,18 @@ std::size_t connection::consume(const char* p, std::size_t n)
         fl_->scanned = 0;
     }
     std::size_t answered = 0;
+    if (proxy_pending_ && n > 0) {
+        int r = read_proxy(p, n);
+        if (r < 0) {
+            answer_error(400);
+            return static_cast<std::size_t>(p - begin) + n;
+        }
+        if (r == 0) {
+            fl().partial_head = true;  // the rest of the PROXY header
+            return static_cast<std::size_t>(p - begin);
+        }
+        from = 0;
+    }
     while (n > 0 && state_ == st_reading) {
         request_parser& ps = parser();
         const char* start = p;
@@ -582,6 +596,106 @@ std::size_t connection::consume(const char* p, std::size_t n)
     // parses (a fuzzed CRLF after a request left it behind: use-after-free).
     srv_.parser_.reset();
     return static_cast<std::size_t>(p - begin);
+}
+
+namespace {
+
+constexpr char proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r', '\n', 'Q', 'U', 'I', 'T', '\n'};
+
+bool parse_port(std::string_view s, std::uint16_t& out)
+{
+    unsigned v = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > 65535)
+        return false;
+    out = static_cast<std::uint16_t>(v);
+    return true;
+}
+
+}  // namespace
+
+// HAProxy's PROXY protocol (v1 text, v2 binary) before the first request:
+// the client's address, as the proxy saw it, replaces the proxy's. Returns
+// 1 when read (p, n moved past it), 0 when more bytes are needed, -1 when
+// the connection does not start with a valid header.
+int connection::read_proxy(const char*& p, std::size_t& n)
+{
+    std::string_view in(p, n);
+    std::size_t used = 0;
+    bool named = false, v6 = false;
+    std::uint32_t v4 = 0;
+    unsigned char a6[16];
+    std::uint16_t port = 0;
+    if (in.size() < 6 ? std::string_view("PROXY ").substr(0, in.size()) == in : in.substr(0, 6) == "PROXY ") {
+        auto eol = in.find("\r\n");
+        if (eol == std::string_view::npos)
+            return in.size() >= 107 ? -1 : 0;  // 107: the longest v1 line
+        if (eol > 105)
+            return -1;
+        std::string_view line = in.substr(6, eol - 6);
+        used = eol + 2;
+        std::string_view part[5];
+        int k = 0;
+        while (k < 5 && !line.empty()) {
+            auto sp = line.find(' ');
+            part[k++] = line.substr(0, sp);
+            line = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+        }
+        if (k >= 1 && part[0] == "UNKNOWN") {
+            named = false;
+        } else if (k == 5 && line.empty() && (part[0] == "TCP4" || part[0] == "TCP6")) {
+            char buf[INET6_ADDRSTRLEN];
+            if (part[1].size() >= sizeof buf)
+                return -1;
+            part[1].copy(buf, part[1].size());
+            buf[part[1].size()] = '\0';
+            v6 = part[0] == "TCP6";
+            std::uint16_t dport;
+            if (::inet_pton(v6 ? AF_INET6 : AF_INET, buf, v6 ? static_cast<void*>(a6) : &v4) != 1 ||
+                !parse_port(part[3], port) || !parse_port(part[4], dport))
+                return -1;
+            named = true;
+        } else {
+            return -1;
+        }
+    } else if (std::memcmp(in.data(), proxy_v2_sig, std::min<std::size_t>(in.size(), 12)) == 0) {
+        if (in.size() < 16)
+            return 0;
+        const auto* b = reinterpret_cast<const unsigned char*>(in.data());
+        std::size_t len = (std::size_t(b[14]) << 8) | b[15];
+        if ((b[12] >> 4) != 2 || len > 1024)
+            return -1;
+        if (in.size() < 16 + len)
+            return 0;
+        used = 16 + len;
+        const int command = b[12] & 0xF;
+        if (command == 1 && b[13] == 0x11 && len >= 12) {
+            std::memcpy(&v4, b + 16, 4);
+            port = static_cast<std::uint16_t>((b[24] << 8) | b[25]);
+            named = true;
+        } else if (command == 1 && b[13] == 0x21 && len >= 36) {
+            std::memcpy(a6, b + 16, 16);
+            port = static_cast<std::uint16_t>((b[48] << 8) | b[49]);
+            named = v6 = true;
+        } else if (command > 1) {
+            return -1;
+        }
+        // LOCAL (a health check), or another family: the real peer stays.
+    } else {
+        return -1;
+    }
+    proxy_pending_ = false;
+    if (named) {
+        peer_port_ = port;
+        peer_is_v6_ = v6;
+        if (v6)
+            std::memcpy(peer_v6_, a6, 16);
+        else
+            peer_v4_ = v4;
+    }
+    p += used;
+    n -= used;
+    return 1;
 }
 
 // At the start of a request: skips empty lines before it (RFC 9112 section
@@ -710,6 +824,9 @@ bool connection::begin_body()
     req.fd_ = fd_;
     req.peer_v4_ = peer_v4_;
     req.peer_port_ = peer_port_;
+    req.peer_is_v6_ = peer_is_v6_;
+    if (peer_is_v6_)
+        std::memcpy(req.peer_v6_, peer_v6_, sizeof peer_v6_);
     router::match m = srv_.router_.find(req.path_);
     req.handler_ = m.target;
     req.async_handler_ = m.async_target;

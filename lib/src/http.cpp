@@ -143,6 +143,8 @@ request request::take()
     r.fd_ = fd_;
     r.peer_v4_ = peer_v4_;
     r.peer_port_ = peer_port_;
+    r.peer_is_v6_ = peer_is_v6_;
+    std::memcpy(r.peer_v6_, peer_v6_, sizeof peer_v6_);
     r.head_ = head_;
     r.keep_alive_ = keep_alive_;
     r.own_head(storage_len_);
@@ -196,6 +198,10 @@ bool request::has_header(std::string_view name) const noexcept
 std::string request::remote_addr() const
 {
     char buf[INET6_ADDRSTRLEN] = "";
+    if (peer_is_v6_) {
+        ::inet_ntop(AF_INET6, peer_v6_, buf, sizeof buf);
+        return buf;
+    }
     if (peer_port_ != 0) {
         // inet_ntop formats with sprintf: a tenth of a WSGI hello's own
         // instructions. Dotted quad by hand.

@@ -536,6 +536,7 @@ listener_info server::listen_tcp(const std::string& host, std::uint16_t port, co
 {
     listener_info info;
     int fd = detail::open_tcp(host, port, opt, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info);
+    info.proxy_protocol = opt.proxy_protocol;
     impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));
     if (impl_->running_)
         impl_->listeners_.back()->start();
@@ -548,6 +549,7 @@ listener_info server::listen_unix(const std::string& path, const listen_options&
     std::string unlink_path;
     int fd = detail::open_unix(path, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info, unlink_path);
     info.url_scheme = opt.url_scheme;
+    info.proxy_protocol = opt.proxy_protocol;
     impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, unlink_path));
     if (impl_->running_)
         impl_->listeners_.back()->start();
@@ -559,6 +561,7 @@ listener_info server::listen_fd(int fd, const listen_options& opt)
     listener_info info;
     detail::adopt_fd(fd, info);
     info.url_scheme = opt.url_scheme;
+    info.proxy_protocol = opt.proxy_protocol;
     if (info.address.empty())
         info.address = "fd:" + std::to_string(fd);
     impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));

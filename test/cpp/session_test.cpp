@@ -594,4 +594,31 @@ BOOST_AUTO_TEST_CASE(issue_9_a_crlf_after_a_request_leaves_no_parser_behind)
     }
 }
 
+BOOST_AUTO_TEST_CASE(issue_12_a_proxy_header_sent_a_byte_at_a_time_gives_the_client_address)
+{
+    std::uint16_t port = 0;
+    running_server s(running_server::quiet(), [&](server& srv) {
+        srv.route("/", [](const request& req, response& res) {
+            res.body(req.remote_addr() + " " + std::to_string(req.remote_port()));
+        });
+        listen_options o;
+        o.proxy_protocol = true;
+        port = srv.listen("127.0.0.1:0", o).port;
+    });
+    client c(port);
+    const std::string header = "PROXY TCP4 192.0.2.33 127.0.0.1 40123 80\r\n";
+    for (char ch : header) {
+        c.send(std::string(1, ch));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    BOOST_TEST(c.get("/").body == "192.0.2.33 40123");
+    BOOST_TEST(c.get("/").body == "192.0.2.33 40123");  // for the connection's life
+    client bad(port);
+    bad.send(std::string(120, 'P'));
+    BOOST_TEST(bad.read().status == 400);
+    client garbage(port);
+    garbage.send("PROXY TCP4 192.0.2.33 127.0.0.1 40123\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    BOOST_TEST(garbage.read().status == 400);  // a port missing
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -120,3 +120,48 @@ def test_a_bad_forwarded_allow_ips_entry_is_a_usage_error():
     r = subprocess.run([sys.executable, "-m", "fapws", "--forwarded-allow-ips", "10.0.0.0/40",
                         "wsgiapps:environ_app"], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "10.0.0.0/40" in r.stderr
+
+def _proxied(port, header, path="/"):
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(header + f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+def test_proxy_protocol_v1_and_v2_give_the_client_address(serve):
+    import json
+    import struct
+
+    s = serve("wsgiapps:environ_app", "--proxy-protocol", "--forwarded-allow-ips", "")
+    body = _proxied(s.port, b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 8080\r\n").split(b"\r\n\r\n", 1)[1]
+    env = json.loads(body)
+    assert env["REMOTE_ADDR"] == "203.0.113.9" and env["REMOTE_PORT"] == "40000"
+    v6 = _proxied(s.port, b"PROXY TCP6 2001:db8::5 ::1 4711 80\r\n").split(b"\r\n\r\n", 1)[1]
+    assert json.loads(v6)["REMOTE_ADDR"] == "2001:db8::5"
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = bytes([198, 51, 100, 7, 127, 0, 0, 1]) + struct.pack("!HH", 5555, 80)
+    v2 = _proxied(s.port, sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs)
+    env = json.loads(v2.split(b"\r\n\r\n", 1)[1])
+    assert env["REMOTE_ADDR"] == "198.51.100.7" and env["REMOTE_PORT"] == "5555"
+    # LOCAL (a health check): the real peer stays.
+    local = _proxied(s.port, sig + bytes([0x20, 0x00, 0, 0]))
+    assert json.loads(local.split(b"\r\n\r\n", 1)[1])["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_without_a_proxy_header_the_connection_is_refused(serve):
+    s = serve("wsgiapps:environ_app", "--proxy-protocol")
+    assert _proxied(s.port, b"").startswith(b"HTTP/1.1 400 ")
+    assert _proxied(s.port, b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_proxy_header_on_a_plain_listener_is_a_bad_request(serve):
+    s = serve("wsgiapps:environ_app")
+    assert _proxied(s.port, b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 8080\r\n").startswith(b"HTTP/1.1 400 ")

@@ -37,6 +37,7 @@ struct listener_info {
     std::uint16_t port = 0;    // 0 for UNIX sockets
     std::string url_scheme = "http";
     bool unix_socket = false;
+    bool proxy_protocol = false;  // connections start with a PROXY header
 };
 
 // The complete request body, read before the handler is called. Small bodies
@@ -140,6 +141,8 @@ private:
     int fd_ = -1;
     std::uint32_t peer_v4_ = 0;  // network order; valid when peer_port_ != 0
     std::uint16_t peer_port_ = 0;
+    bool peer_is_v6_ = false;    // an IPv6 client a PROXY header named
+    unsigned char peer_v6_[16] = {};
     bool head_ = false;
     bool keep_alive_ = true;
 };

@@ -35,6 +35,10 @@ struct listen_options {
     bool reuse_port = false;     // SO_REUSEPORT, for several processes on one port
     int backlog = -1;            // -1: config::backlog
     std::string url_scheme = "http";  // what wsgi.url_scheme reports
+    // Every connection starts with HAProxy's PROXY protocol header (v1 or
+    // v2), which gives the client's address; without one it is refused.
+    // Only for a listener that nothing but the proxy can reach.
+    bool proxy_protocol = false;
 };
 
 class server {

@@ -127,6 +127,7 @@ private:
     std::size_t consume(const char* p, std::size_t n);
     void consume_stashed();
     void keep_input(const char* p, std::size_t n);
+    int read_proxy(const char*& p, std::size_t& n);
     bool start_head(const char*& p, std::size_t& n, std::size_t& from);
     bool bounded_stall(const char* p, std::size_t n, std::size_t& from);
     void refuse(beast_error ec, const char* start, std::size_t n);
@@ -189,6 +190,9 @@ private:
     bool draining_ = false;       // graceful stop: close once idle
     bool linger_ = false;         // unread input may remain: drain before close
     bool spool_failed_ = false;   // the body could not be spooled: 500, not 413
+    bool proxy_pending_ = false;  // a PROXY protocol header comes first
+    bool peer_is_v6_ = false;     // the PROXY header named an IPv6 client
+    unsigned char peer_v6_[16] = {};
     // Edge-triggered readiness, remembered until a system call says otherwise.
     bool readable_ = false;  // recv may return data or EOF
     bool writable_ = false;  // send may take bytes

@@ -349,7 +349,9 @@ class Arbiter:
 
 def reopen_logs(server, args):
     if args.access_log:
-        server.access_log(args.access_log, combined=args.access_log_format == "combined")
+        from fapws.cli import _log_format
+
+        server.access_log(args.access_log, **_log_format(args.access_log_format))
 
 
 def recycler(server, limit, max_rss_mb):

@@ -94,6 +94,12 @@ def _proxies(text):
     return text
 
 
+def _log_format(text):
+    if text in ("common", "combined"):
+        return {"combined": text == "combined"}
+    return {"format": text}
+
+
 def _prefix(text):
     if not text.startswith("/"):
         raise argparse.ArgumentTypeError(f"a path starting with '/' expected, not {text!r}")
@@ -124,7 +130,10 @@ def build_parser():
                    help="Cache-Control max-age for --static files")
     p.add_argument("--chdir", metavar="DIR", help="change to DIR before importing the application")
     p.add_argument("--access-log", metavar="FILE", help="access log file, or - for stdout (off by default)")
-    p.add_argument("--access-log-format", choices=["common", "combined"], default="common")
+    p.add_argument("--access-log-format", default="common", metavar="FORMAT",
+                   help="common, combined, or gunicorn's atoms: %%(h)s client, %%(r)s request line, %%(s)s "
+                        "status, %%(b)s bytes, %%(D)s microseconds, %%(L)s seconds, %%({header}i)s, ... "
+                        "(README)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "off"])
     p.add_argument("--debug", action="store_true", help="show tracebacks in 500 pages (never in production)")
     p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
@@ -408,7 +417,7 @@ def make_server(args):
     for prefix, directory in args.static:
         server.static(prefix, directory, max_age=args.static_max_age)
     if args.access_log:
-        server.access_log(args.access_log, combined=args.access_log_format == "combined")
+        server.access_log(args.access_log, **_log_format(args.access_log_format))
     return server
 
 
@@ -538,7 +547,7 @@ def serve_single(server, args, cwd, argv):
     def reopen(_signum, _frame):
         _core.log("info", "fapws: SIGUSR1: reopening the access log")
         if args.access_log:
-            server.access_log(args.access_log, combined=args.access_log_format == "combined")
+            server.access_log(args.access_log, **_log_format(args.access_log_format))
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)

@@ -143,9 +143,10 @@ class Server:
     def defer_queue_size(self):
         return self._core.defer_queue_size()
 
-    def access_log(self, path, combined=False):
-        """Common (or Combined) Log Format to a file, or "-" for stdout."""
-        self._core.access_log(path, combined)
+    def access_log(self, path, combined=False, format=None):
+        """Common (or Combined) Log Format to a file, or "-" for stdout;
+        format: gunicorn's atoms instead, e.g. '%(h)s "%(r)s" %(s)s %(D)s'."""
+        self._core.access_log(path, combined, format or "")
 
     def stats(self):
         return self._core.stats()

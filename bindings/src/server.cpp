@@ -277,10 +277,13 @@ void bind_server(pyb::module_& m)
              pyb::arg("callback"), pyb::arg("arg") = pyb::none())
         .def("defer_queue_size", [](py_server& s) { return s.srv_.defer_queue_size(); })
         .def("access_log",
-             [](py_server& s, const std::string& path, bool combined) {
-                 s.srv_.access_log(path, combined ? access_log_format::combined : access_log_format::common);
+             [](py_server& s, const std::string& path, bool combined, const std::string& format) {
+                 if (!format.empty())
+                     s.srv_.access_log(path, std::string_view(format));
+                 else
+                     s.srv_.access_log(path, combined ? access_log_format::combined : access_log_format::common);
              },
-             pyb::arg("path"), pyb::arg("combined") = false)
+             pyb::arg("path"), pyb::arg("combined") = false, pyb::arg("format") = "")
         .def("run", &py_server::run, "Serve until stopped (Ctrl-C: graceful stop; twice: now).")
         .def("stop", [](py_server& s) { s.srv_.stop(); }, "Graceful stop; safe from any thread.")
         .def("stop_now", [](py_server& s) { s.srv_.stop_now(); })

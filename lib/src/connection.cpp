@@ -825,6 +825,10 @@ bool connection::begin_body()
     req.peer_v4_ = peer_v4_;
     req.peer_port_ = peer_port_;
     req.peer_is_v6_ = peer_is_v6_;
+    if (srv_.access_timed_)
+        req.started_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count();
     if (peer_is_v6_)
         std::memcpy(req.peer_v6_, peer_v6_, sizeof peer_v6_);
     router::match m = srv_.router_.find(req.path_);
@@ -1023,7 +1027,7 @@ bool connection::emit(request& req, response& res, std::string& out)
         closing_ = true;
     ++srv_.stats_.responses[status / 100 <= 5 ? status / 100 : 0];
     if (srv_.access_fd_ >= 0)
-        srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0);
+        srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0, req.started_us_);
 
     if (!allowed || req.head_) {
         if (res.kind_ == response::kind::pushed)

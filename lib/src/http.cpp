@@ -144,6 +144,7 @@ request request::take()
     r.peer_v4_ = peer_v4_;
     r.peer_port_ = peer_port_;
     r.peer_is_v6_ = peer_is_v6_;
+    r.started_us_ = started_us_;
     std::memcpy(r.peer_v6_, peer_v6_, sizeof peer_v6_);
     r.head_ = head_;
     r.keep_alive_ = keep_alive_;

@@ -139,3 +139,24 @@ def test_a_bad_config_file_is_one_line(tmp_path):
     conf.write_text("no_such_setting = 1\n")
     r = run_cli("-c", str(conf), "x:y")
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "no_such_setting" in r.stderr.decode()
+
+
+def test_access_log_with_gunicorn_atoms_and_duration(tmp_path, serve):
+    log = tmp_path / "access.log"
+    s = serve("wsgiapps:results_app", "--access-log", str(log), "--access-log-format",
+              '%(h)s "%(r)s" %(s)s %(b)s %(D)s %(L)s %({x-request-id}i)s %(p)s')
+    requests.get(s.url + "/slow?0.05", headers={"X-Request-Id": "abc-1"})
+    s.stop()
+    line = log.read_text().strip()
+    host, rest = line.split(" ", 1)
+    assert host == "127.0.0.1"
+    assert '"GET /slow?0.05 HTTP/1.1" 200 4 ' in rest
+    us, secs, rid, pid = rest.rsplit(" ", 4)[1:]
+    assert int(us) >= 50_000 and 0.05 <= float(secs) < 5  # the handler slept 50 ms
+    assert rid == "abc-1" and int(pid) == s.proc.pid
+
+
+def test_an_unknown_access_log_atom_is_one_line(tmp_path):
+    r = run_cli("--access-log", str(tmp_path / "a.log"), "--access-log-format", "%(zz)s", "--bind", "127.0.0.1:0",
+                "wsgiapps:environ_app")
+    assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "zz" in r.stderr.decode()

@@ -143,6 +143,7 @@ private:
     std::uint16_t peer_port_ = 0;
     bool peer_is_v6_ = false;    // an IPv6 client a PROXY header named
     unsigned char peer_v6_[16] = {};
+    std::int64_t started_us_ = 0;  // head complete (set when an access log wants durations)
     bool head_ = false;
     bool keep_alive_ = true;
 };

@@ -104,6 +104,13 @@ public:
 
     // Access log: path, or "-" for stdout; empty turns it off.
     void access_log(const std::string& path, access_log_format fmt = access_log_format::common);
+    // The same with gunicorn's atoms: %(h)s client, %(l)s, %(u)s, %(t)s
+    // time, %(r)s request line, %(m)s method, %(U)s path, %(q)s query,
+    // %(H)s protocol, %(s)s status, %(b)s/%(B)s bytes, %(f)s referer,
+    // %(a)s user agent, %(T)s/%(D)s/%(L)s duration in s/us/decimal s (head
+    // complete to response head sent), %(p)s pid, %({name}i)s a request
+    // header. Throws setup_error on an unknown atom.
+    void access_log(const std::string& path, std::string_view format);
 
     // Called around each blocking wait for I/O (the Python bindings release
     // and retake the GIL there). Both run on the loop thread.

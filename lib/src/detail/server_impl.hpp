@@ -37,7 +37,8 @@ public:
     void opened(detail::connection&) noexcept;
     void closed(detail::connection&) noexcept;
 
-    void log_access(const request& req, int status, std::uint64_t bytes);
+    // started_us: when the head was complete (steady clock), 0 unknown.
+    void log_access(const request& req, int status, std::uint64_t bytes, std::int64_t started_us = 0);
     void flush_access_log();
 
     void begin_serving();
@@ -104,6 +105,14 @@ public:
     int access_fd_ = -1;
     bool access_owned_ = false;
     access_log_format access_fmt_ = access_log_format::common;
+    // A custom format: literal text and atoms, parsed once.
+    struct log_token {
+        char atom;          // 0: literal text; 'i': a request header
+        std::string text;   // the literal, or the header name
+    };
+    std::vector<log_token> access_tokens_;
+    bool access_timed_ = false;  // the format shows a duration
+    void log_custom(const request& req, int status, std::uint64_t bytes, std::int64_t started_us);
     std::string access_buf_;
     std::optional<steady_timer> access_timer_;
 

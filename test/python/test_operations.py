@@ -311,12 +311,14 @@ def test_pid_file_user_and_socket_mode(cli, tmp_path):
     pid = tmp_path / "fapws.pid"
     c = cli("--bind", f"unix:{sock}", "--chmod-socket", "660", "--pid", str(pid), "--user", "nobody",
             "opsapp:app")
+    # Answered: the loop runs, so privileges were dropped (the listener
+    # accepts into its backlog from bind(), before the switch).
+    assert c.get().status_code == 200
     assert int(pid.read_text()) == c.proc.pid
     assert oct(os.stat(sock).st_mode & 0o777) == "0o660"
     with open(f"/proc/{c.proc.pid}/status") as f:
         uid_line = next(line for line in f if line.startswith("Uid:"))
     assert uid_line.split()[1:] == ["65534"] * 4
-    assert c.get().status_code == 200
     c.stop()
     assert not pid.exists() or pid.read_text()  # removed when allowed
 

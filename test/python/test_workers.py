@@ -58,9 +58,15 @@ def test_workers_share_the_port_and_stop_together(serve):
             time.sleep(0.05)
         workers = _children(s.proc.pid)
         assert len(workers) == 2
-        answers = _pids_serving(s.url)
+        # Each worker imports the application after the fork: wait until
+        # both serve (a forked worker may still be importing).
+        deadline = time.monotonic() + 10
+        while True:
+            answers = _pids_serving(s.url)
+            pids = {int(a.split()[0]) for a in answers}
+            if pids == workers or time.monotonic() > deadline:
+                break
         assert len(answers) == 8
-        pids = {int(a.split()[0]) for a in answers}
         assert all(a.endswith(" mp") for a in answers)  # wsgi.multiprocess
         # A blocked loop does not block the other worker: both served.
         assert pids == workers
@@ -78,7 +84,11 @@ def test_workers_share_the_port_and_stop_together(serve):
         now = _children(s.proc.pid)
         assert victim not in now and len(now) == 2
         workers |= now
-        answers = _pids_serving(s.url)
+        deadline = time.monotonic() + 10
+        while True:  # the new worker imports the application first
+            answers = _pids_serving(s.url)
+            if {int(a.split()[0]) for a in answers} == now or time.monotonic() > deadline:
+                break
         assert {int(a.split()[0]) for a in answers} == now
 
         assert s.stop(signal.SIGTERM) == 0

@@ -192,6 +192,7 @@ PyObject* wsgi_app::build_environ(const request& req)
         return fail();
 
     bool had_length = false;
+    bool forwarding = false;  // a forwarding header is present (proxies.hpp)
     for (const auto& f : req.fields()) {
         if (boost::beast::iequals(f.name, "content-type")) {
             if (set_steal(env, names->CONTENT_TYPE, latin1(f.value)) < 0)
@@ -206,6 +207,7 @@ PyObject* wsgi_app::build_environ(const request& req)
         // HTTP_*: dropped, as nginx and gunicorn do.
         if (f.name.find('_') != std::string_view::npos)
             continue;
+        forwarding = forwarding || is_forwarding(f.name);
         PyObject* key = header_key(f.name);
         if (!key)
             return fail();
@@ -234,9 +236,9 @@ PyObject* wsgi_app::build_environ(const request& req)
             return fail();
     }
     PyObject* scheme = nullptr;
-    // Forwarding headers count only from a trusted proxy; without any, the
-    // check costs one pass over the header names.
-    if (!proxies_.empty() && has_forwarding(req) && proxies_.trusts(addr)) {
+    // Forwarding headers count only from a trusted proxy; the loop above
+    // noted whether there are any.
+    if (forwarding && !proxies_.empty() && proxies_.trusts(addr)) {
         forwarded_info f = forwarded_by(req, proxies_);
         if (!f.client.empty() && set_steal(env, names->REMOTE_ADDR, latin1(f.client)) < 0)
             return fail();

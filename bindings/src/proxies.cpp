@@ -143,13 +143,10 @@ bool trusted_proxies::trusts(std::string_view addr) const noexcept
     return false;
 }
 
-bool has_forwarding(const request& req) noexcept
+bool is_forwarding(std::string_view name) noexcept
 {
-    for (const auto& f : req.fields())
-        if ((f.name.size() == 9 && iequals(f.name, "forwarded")) ||
-            (f.name.size() > 12 && iequals(f.name.substr(0, 12), "x-forwarded-")))
-            return true;
-    return false;
+    return (name.size() == 9 && iequals(name, "forwarded")) ||
+           (name.size() > 12 && iequals(name.substr(0, 12), "x-forwarded-"));
 }
 
 forwarded_info forwarded_by(const request& req, const trusted_proxies& proxies)

@@ -45,7 +45,8 @@ struct forwarded_info {
 // left could be forged by the client). Forwarded wins over X-Forwarded-*.
 forwarded_info forwarded_by(const request& req, const trusted_proxies& proxies);
 
-// Whether the request carries any forwarding header (a cheap first test).
-bool has_forwarding(const request& req) noexcept;
+// Whether a header name is a forwarding one (Forwarded, X-Forwarded-*): a
+// cheap test the environ's pass over the header names makes.
+bool is_forwarding(std::string_view name) noexcept;
 
 }  // namespace fapws::py

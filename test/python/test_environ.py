@@ -122,18 +122,9 @@ def test_a_bad_forwarded_allow_ips_entry_is_a_usage_error():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "10.0.0.0/40" in r.stderr
 
 def _proxied(port, header, path="/"):
-    import socket
+    from conftest import raw
 
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(header + f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    return out
+    return raw(port, header + f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
 
 
 def test_proxy_protocol_v1_and_v2_give_the_client_address(serve):

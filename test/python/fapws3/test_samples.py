@@ -15,7 +15,7 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from conftest import free_port, wait_listening  # noqa: E402
+from conftest import free_port, raw, wait_listening  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +35,6 @@ def samples(tmp_path_factory):
     yield f"http://127.0.0.1:{port}", port, work, p
     p.terminate()
     p.wait(10)
-
-
-def raw(port, data):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(data)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    return out
 
 
 def test_hello_str_and_raw_prefixes(samples):

@@ -171,6 +171,10 @@ struct flight {
     bool pushed_end = false;   // async_finish was called
     bool pump_posted = false;
 
+    // route_options::stream_body: the body goes to the handler as it comes.
+    std::shared_ptr<body_stream> stream;
+    bool reader_full = false;  // reading stopped until the handler takes some
+
     void drop_body() noexcept
     {
         kind = body_kind::none;
@@ -440,9 +444,14 @@ void connection::append(void* self_, std::string_view bytes, beast_error& ec)
     connection& self = *static_cast<connection*>(self_);
     auto& fl_ = self.fl_;
     auto& srv_ = self.srv_;
+    ec = {};
+    if (fl_ && fl_->stream) {
+        fl_->stream->deliver(bytes);  // no spool: the reader holds the socket back
+        return;
+    }
     request_body& b = fl_ && fl_->parser ? fl_->body : srv_.body_;
     std::uint64_t total = b.size_ + bytes.size();
-    if (b.fd_ < 0 && total > srv_.cfg_.body_memory_limit) {
+    if (b.fd_ < 0 && total > srv_.cfg_.body_memory_limit && !srv_.head_in_put_) {
         // Spool to an unlinked file: a 1 GiB upload never sits in memory.
         const std::string& dir = srv_.cfg_.spool_dir;
         int fd = open_spool(dir);
@@ -559,7 +568,9 @@ std::size_t connection::consume(const char* p, std::size_t n)
         bool had_header = ps.is_header_done();
         beast_error ec;
         ps.input(p, p + n);
+        srv_.head_in_put_ = !had_header;
         std::size_t used = ps.put(net::const_buffer(p, n), ec);
+        srv_.head_in_put_ = false;
         p += used;
         n -= used;
         if (used)
@@ -570,9 +581,25 @@ std::size_t connection::consume(const char* p, std::size_t n)
             refuse(ec, start, static_cast<std::size_t>(p - start) + n);
             break;
         }
-        if (!had_header && ps.is_header_done() && !begin_body()) {
-            reset_parser();
-            break;
+        if (!had_header && ps.is_header_done()) {
+            if (!begin_body()) {
+                reset_parser();
+                break;
+            }
+            if (streams_body(ps)) {
+                // The handler is called now and reads the body as it comes.
+                const bool done = ps.is_done();
+                if (!done && !bounded_stall(p, n, from))
+                    break;
+                start_body_stream(p + n, done);  // may move the parser: ps is stale
+                if (done) {
+                    reset_parser();
+                } else if (state_ == st_reading) {
+                    fl_->scanned = from;
+                    schedule(wait_list::io);
+                }
+                break;
+            }
         }
         if (!ps.is_done()) {
             // Body incomplete. What Beast left unparsed is a chunk-size line
@@ -581,9 +608,20 @@ std::size_t connection::consume(const char* p, std::size_t n)
                 break;
             stash_request(p + n);
             fl_->scanned = from;
-            if (too_slow())
+            // A streamed body's pace is the reader's too: no rate to check.
+            if (!fl_->stream && too_slow())
                 break;
             schedule(wait_list::io);
+            break;
+        }
+        if (fl_ && fl_->stream) {
+            // The streamed body is complete; its answer may still be pending.
+            fl_->stream->stop({});
+            fl_->stream.reset();
+            fl_->reader_full = false;
+            reset_parser();
+            if (ex_)
+                state_ = st_waiting;
             break;
         }
         dispatch();
@@ -850,9 +888,75 @@ bool connection::begin_body()
         answer_error(405, "Allow: " + m.options->allow_header() + "\r\n");
         return false;
     }
+    if (const std::uint64_t limit = m.options->body_limit; limit && limit < srv_.cfg_.body_limit) {
+        // Beast checked the server's limit; this one is checked here for a
+        // declared length, then by Beast as chunks come.
+        auto declared = ps.content_length();
+        if ((declared && *declared > limit) || ps.body_bytes() > limit) {
+            answer_error(413);
+            return false;
+        }
+        if (!declared)
+            ps.body_limit(limit - ps.body_bytes());
+    }
     if (ps.expect_continue() && req.version_ == 11 && ps.body_bytes() == 0)
         srv_.out_.append(continue_line);
     return true;
+}
+
+bool connection::streams_body(const request_parser& ps) const noexcept
+{
+    const request& req = fl_ && fl_->parser ? fl_->req : srv_.req_;
+    return ps.has_body() && req.async_handler_ && req.route_options_ && req.route_options_->stream_body;
+}
+
+// A route with route_options::stream_body: its handler gets the request
+// once the head is complete, and the body through a body_reader. Bytes
+// that came with the head are already parsed: they go first.
+void connection::start_body_stream(const char* end, bool done)
+{
+    if (!done)
+        stash_request(end);  // the body spans events: the flight holds the parser
+    const bool slow = fl_ && fl_->parser;
+    request& req = slow ? fl_->req : srv_.req_;
+    request_body& body = slow ? fl_->body : srv_.body_;
+    auto s = std::make_shared<body_stream>(*this, srv_.ioc_.get_executor());
+    s->buf.assign(body.view_.data() ? body.view_ : std::string_view(body.mem_));
+    body.reset();  // less than one read: never spooled
+    if (done)
+        s->stop({});
+    else
+        fl_->stream = s;
+    ++srv_.stats_.requests;
+    dispatch_async(req, body, std::move(s));
+    // Until the body's end the connection reads for the handler.
+    if (!done && state_ == st_waiting)
+        state_ = st_reading;
+}
+
+// The handler answered before the streamed body's end: the rest is not
+// read, its reader learns why, and the connection closes after the answer.
+void connection::cut_body_stream() noexcept
+{
+    if (!fl_ || !fl_->stream)
+        return;
+    fl_->stream->stop(async_error::already_completed);
+    fl_->stream.reset();
+    fl_->reader_full = false;
+    closing_ = true;
+    linger_ = true;
+}
+
+// The reader took bytes: read from the socket again if that was held back.
+void connection::reader_drained()
+{
+    if (state_ != st_reading || !fl_ || !fl_->reader_full || !fl_->stream ||
+        fl_->stream->available() >= high_water())
+        return;
+    fl_->reader_full = false;
+    schedule(wait_list::io);
+    wait_ = wait_none;
+    wait_read();
 }
 
 void connection::dispatch()
@@ -1167,6 +1271,12 @@ void connection::answer_error(int status, std::string_view fields)
     if (fl_) {
         fl_->partial_head = false;
         fl_->parser.reset();
+        if (fl_->stream) {
+            // This answer is the request's: its handler's will not be sent.
+            fl_->stream->stop(async_error::body_refused);
+            fl_->stream.reset();
+            fail_async(async_error::body_refused);
+        }
     }
 }
 
@@ -1219,6 +1329,15 @@ void connection::proceed()
         return linger();
     state_ = st_reading;
     if (fl_) {
+        if (fl_->stream && fl_->stream->available() >= high_water()) {
+            // The handler has a block to read: the client waits for it.
+            fl_->reader_full = true;
+            schedule(wait_list::app);
+            if (eof_)
+                return close();
+            wait_ = wait_on_app;
+            return;
+        }
         if (fl_->parser || fl_->partial_head)
             return wait_read();  // a partial request: its timeout is already set
         if (!fl_->in.empty())
@@ -1477,11 +1596,11 @@ void connection::close() noexcept
     conn_ref hold(*this);  // an exchange dropped with the flight may hold the last other reference
     state_ = st_closed;
     srv_.untrack(*this);
-    fail_async();
+    fail_async(srv_.stopping_ ? async_error::server_stopping : async_error::client_gone);
     drop_flight();
     ::close(fd_);  // leaves the epoll set with it
     srv_.closed(*this);
-    release();  // the registration's reference: may delete this
+    --refs_;  // the registration's reference; `hold` ends last and may delete this
 }
 
 // ---------------------------------------------------------------- asynchronous answers
@@ -1563,9 +1682,10 @@ void connection::source_ready()
         pump_soon();
 }
 
-void connection::dispatch_async(request& req, request_body& body)
+void connection::dispatch_async(request& req, request_body& body, std::shared_ptr<body_stream> stream)
 {
     std::unique_ptr<exchange> ex = adopt(req, body);
+    ex->stream = std::move(stream);
     request& r = ex->req;
     ex_ = ex.get();  // not owned: the responder has it
     ex_owned_ = false;
@@ -1598,7 +1718,8 @@ void connection::dispatch_async(request& req, request_body& body)
 // handler's operations are cancelled; its late send() gets timed_out.
 void connection::handler_timed_out(exchange* e)
 {
-    if (ex_ != e || ex_owned_ || state_ != st_waiting)
+    const bool streaming = fl_ && fl_->stream;
+    if (ex_ != e || ex_owned_ || (state_ != st_waiting && !streaming))
         return;
     conn_ref hold(*this);
     ex_ = nullptr;
@@ -1609,8 +1730,9 @@ void connection::handler_timed_out(exchange* e)
     } catch (const std::exception& x) {
         log_error(std::string("cancelling a timed-out handler failed: ") + x.what());
     }
-    if (state_ != st_waiting)
+    if (state_ == st_closed || (state_ != st_waiting && !streaming))
         return;  // a cancellation handler closed the connection
+    cut_body_stream();
     ++srv_.stats_.handler_errors;
     log_warning("handler for " + std::string(e->req.target_) + " did not answer in time; sent 504");
     state_ = st_reading;
@@ -1643,6 +1765,7 @@ void connection::answer_now()
     std::unique_ptr<exchange> ex(std::exchange(ex_, nullptr));
     ex_owned_ = false;
     response res = std::move(*ex->answer);
+    cut_body_stream();
     state_ = st_reading;
     wait_ = wait_none;
     final_status(ex->req, res);
@@ -1655,6 +1778,7 @@ void connection::answer_now()
 void connection::begin_stream(std::unique_ptr<exchange> ex, response&& head)
 {
     flight& f = fl();
+    cut_body_stream();
     ex_ = nullptr;
     wait_ = wait_none;
     state_ = st_reading;
@@ -1767,10 +1891,13 @@ void connection::wait_app()
 }
 
 // The connection closes with an answer pending: tell whoever waits.
-void connection::fail_async() noexcept
+void connection::fail_async(async_error why) noexcept
 {
-    const async_error why = srv_.stopping_ ? async_error::server_stopping : async_error::client_gone;
     try {
+        if (fl_ && fl_->stream) {
+            fl_->stream->stop(why);
+            fl_->stream.reset();
+        }
         if (exchange* ex = std::exchange(ex_, nullptr)) {
             if (ex_owned_) {
                 delete ex;  // an answer that will not be sent

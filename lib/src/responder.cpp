@@ -11,6 +11,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -29,6 +31,7 @@ public:
         case async_error::server_stopping: return "the server is stopping";
         case async_error::busy: return "a write is still pending";
         case async_error::timed_out: return "the handler's time to answer passed (504 sent)";
+        case async_error::body_refused: return "the request body was refused (413 or 400 sent)";
         }
         return "unknown fapws.async error";
     }
@@ -52,6 +55,40 @@ exchange::exchange(connection& c) noexcept : conn(&c)
 exchange::~exchange()
 {
     conn->release();
+}
+
+void body_stream::complete(body_reader::handler_type h, error_code ec, std::size_t n)
+{
+    boost::asio::post(ex, [h = std::move(h), ec, n]() mutable { std::move(h)(ec, n); });
+}
+
+void body_stream::deliver(std::string_view bytes)
+{
+    if (read_done) {
+        // Nothing waits in buf while a read is parked: straight to its buffer.
+        std::size_t k = std::min(bytes.size(), dst.size());
+        std::memcpy(dst.data(), bytes.data(), k);
+        bytes.remove_prefix(k);
+        complete(std::move(read_done), {}, k);
+    }
+    if (bytes.empty())
+        return;
+    if (pos == buf.size()) {
+        buf.clear();
+        pos = 0;
+    }
+    buf.append(bytes);
+}
+
+void body_stream::stop(error_code why)
+{
+    conn = nullptr;
+    if (why)
+        error = why;
+    else
+        end = true;
+    if (read_done)
+        complete(std::move(read_done), why ? why : error_code(boost::asio::error::eof), 0);
 }
 
 }  // namespace detail
@@ -158,6 +195,51 @@ body_writer responder::start_stream(response&& head, error_code& ec)
     body_writer w(c);
     c->begin_stream(std::move(ex_), std::move(head));
     return w;
+}
+
+body_reader responder::read_body() noexcept
+{
+    if (!ex_)
+        return {};
+    return body_reader(std::move(ex_->stream));
+}
+
+// ---------------------------------------------------------------- body_reader
+
+std::size_t body_reader::available() const noexcept
+{
+    return s_ ? s_->available() : 0;
+}
+
+body_reader::executor_type body_reader::get_executor() const noexcept
+{
+    return s_->ex;
+}
+
+void body_reader::initiate_read(boost::asio::mutable_buffer buf, handler_type h)
+{
+    if (!s_) {
+        log_error("body_reader::async_read_some on an empty reader");
+        return;
+    }
+    detail::body_stream& s = *s_;
+    if (s.read_done)
+        return s.complete(std::move(h), async_error::busy, 0);
+    if (s.available() > 0 || buf.size() == 0) {
+        std::size_t k = std::min(s.available(), buf.size());
+        std::memcpy(buf.data(), s.buf.data() + s.pos, k);
+        s.pos += k;
+        s.complete(std::move(h), {}, k);
+        if (s.conn)
+            s.conn->reader_drained();  // the connection may read again
+        return;
+    }
+    if (s.end)
+        return s.complete(std::move(h), boost::asio::error::eof, 0);
+    if (s.error)
+        return s.complete(std::move(h), s.error, 0);
+    s.read_done.swap(h);  // not operator=: see connection::park_write
+    s.dst = buf;
 }
 
 // ---------------------------------------------------------------- body_writer

@@ -14,6 +14,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -236,6 +238,116 @@ std::string body_of(std::uint16_t port, const std::string& target)
     return c.get(target).body;
 }
 
+// Reads a streamed request body to its end, `pause` between reads, and
+// answers "<bytes> <checksum>\n". Records the most bytes it saw waiting.
+struct upload_stats {
+    std::atomic<int> called{0};
+    std::atomic<std::size_t> most_waiting{0};
+    std::atomic<int> last_error{0};  // an async_error, or -1 for another error
+};
+
+struct upload_reader : std::enable_shared_from_this<upload_reader> {
+    upload_reader(responder r, upload_stats& st, std::chrono::milliseconds pause)
+        : r(std::move(r)), body(this->r.read_body()), timer(this->r.get_executor()), st(st), pause(pause)
+    {
+    }
+    void read()
+    {
+        body.async_read_some(net::buffer(buf), [self = shared_from_this()](error_code ec, std::size_t k) {
+            self->got(ec, k);
+        });
+    }
+    void got(error_code ec, std::size_t k)
+    {
+        for (std::size_t i = 0; i < k; ++i)
+            sum = sum * 31 + static_cast<unsigned char>(buf[i]);
+        n += k;
+        st.most_waiting = std::max(st.most_waiting.load(), body.available());
+        if (ec == net::error::eof) {
+            response res;
+            res.body(std::to_string(n) + " " + std::to_string(sum) + "\n");
+            r.send(std::move(res));
+            return;
+        }
+        if (ec) {
+            st.last_error = ec.category() == async_category() ? ec.value() : -1;
+            return;
+        }
+        if (pause.count() == 0)
+            return read();
+        timer.expires_after(pause);
+        timer.async_wait([self = shared_from_this()](error_code) { self->read(); });
+    }
+    responder r;
+    body_reader body;
+    net::steady_timer timer;
+    upload_stats& st;
+    std::chrono::milliseconds pause;
+    char buf[16 * 1024];
+    std::uint64_t n = 0, sum = 0;
+};
+
+std::string pattern(std::size_t n)
+{
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>(i % 251);
+    return s;
+}
+
+std::string expected_sum(const std::string& body)
+{
+    std::uint64_t sum = 0;
+    for (unsigned char ch : body)
+        sum = sum * 31 + ch;
+    return std::to_string(body.size()) + " " + std::to_string(sum) + "\n";
+}
+
+// /stream reads its body as it comes; /slow-stream reads 16 KiB per 10 ms;
+// /limited takes 1000 bytes; /early answers 413 after its first block.
+void upload_routes(server& s, upload_stats& st)
+{
+    hello(s);
+    route_options o;
+    o.stream_body = true;
+    s.route("/stream", [&st](responder r) {
+        ++st.called;
+        std::make_shared<upload_reader>(std::move(r), st, 0ms)->read();
+    }, o);
+    s.route("/slow-stream", [&st](responder r) {
+        ++st.called;
+        std::make_shared<upload_reader>(std::move(r), st, 10ms)->read();
+    }, o);
+    route_options lim = o;
+    lim.body_limit = 1000;
+    s.route("/limited", [&st](responder r) {
+        ++st.called;
+        std::make_shared<upload_reader>(std::move(r), st, 0ms)->read();
+    }, lim);
+    s.route("/early", [&st](responder r) {
+        ++st.called;
+        auto b = std::make_shared<body_reader>(r.read_body());
+        auto buf = std::make_shared<std::array<char, 4096>>();
+        b->async_read_some(net::buffer(*buf), [&st, r = std::move(r), b, buf](error_code, std::size_t) mutable {
+            response res;
+            res.status(413);
+            res.body_ref("too much for me\n");
+            r.send(std::move(res));
+            // What came before the answer may still be read; then the error.
+            auto drain = std::make_shared<std::function<void(error_code, std::size_t)>>();
+            *drain = [&st, b, buf, drain](error_code ec, std::size_t) {
+                if (!ec)
+                    return b->async_read_some(net::buffer(*buf), *drain);
+                st.last_error = ec.category() == async_category() ? ec.value() : -1;
+                *drain = nullptr;  // the cycle ends
+            };
+            b->async_read_some(net::buffer(*buf), *drain);
+        });
+    }, o);
+    // A synchronous route: its body is spooled past body_memory_limit.
+    s.route("/spooled", [](const request& req, response& res) { res.body(std::to_string(req.body().size())); });
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(responder_suite)
@@ -323,7 +435,7 @@ BOOST_AUTO_TEST_CASE(a_client_that_leaves_cancels_its_handler)
     BOOST_TEST(cancelled.load() == before + 1);
     BOOST_TEST((clock_type::now() - t0 < 50ms));
     std::this_thread::sleep_for(20ms);
-    BOOST_TEST(s.srv().counters().connections_open == 0u);
+    BOOST_TEST(s.counters().connections_open == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(pipelined_async_then_sync_answers_stay_in_order)
@@ -396,14 +508,14 @@ BOOST_AUTO_TEST_CASE(a_client_that_never_reads_is_held_by_back_pressure_and_clos
     c.send("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
     std::this_thread::sleep_for(300ms);
     // The producer is held: the server buffered at most a few blocks.
-    auto bytes = s.srv().counters().bytes_out;
+    auto bytes = s.counters().bytes_out;
     std::this_thread::sleep_for(100ms);
-    BOOST_TEST(s.srv().counters().bytes_out == bytes);
+    BOOST_TEST(s.counters().bytes_out == bytes);
     auto t0 = clock_type::now();
-    while (s.srv().counters().connections_open != 0 && clock_type::now() - t0 < 3s)
+    while (s.counters().connections_open != 0 && clock_type::now() - t0 < 3s)
         std::this_thread::sleep_for(10ms);
-    BOOST_TEST(s.srv().counters().connections_open == 0u);
-    BOOST_TEST(s.srv().counters().timeouts_io == 1u);
+    BOOST_TEST(s.counters().connections_open == 0u);
+    BOOST_TEST(s.counters().timeouts_io == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_route_calls_another_route_of_the_same_server)
@@ -564,7 +676,7 @@ BOOST_AUTO_TEST_CASE(a_client_that_leaves_destroys_its_paused_source)
         std::this_thread::sleep_for(1ms);
     BOOST_TEST(sources_destroyed.load() == before + 1);
     BOOST_TEST((clock_type::now() - t0 < 150ms));
-    BOOST_TEST(s.srv().counters().connections_open == 0u);
+    BOOST_TEST(s.counters().connections_open == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_paused_source_costs_no_cpu)
@@ -602,6 +714,125 @@ BOOST_AUTO_TEST_CASE(graceful_stop_ends_paused_bodies_at_once)
     srv.reset();  // a graceful stop: a subscriber between events does not hold it
     BOOST_TEST((clock_type::now() - t0 < 500ms));
     BOOST_TEST(sources_destroyed.load() >= before);
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_upload_creates_no_spool_file)
+{
+    upload_stats st;
+    config cfg = running_server::quiet();
+    cfg.spool_dir = "/nonexistent/fapws-spool";  // spooling fails here: a 500
+    cfg.body_memory_limit = 64 * 1024;
+    running_server s(cfg, [&st](server& srv) { upload_routes(srv, st); });
+    const std::string big = pattern(10 * 1024 * 1024);
+    client c(s.port());
+    // The handler runs once the head is complete, before the body.
+    c.send("PUT /stream HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" +
+           big.substr(0, 1));
+    for (int i = 0; i < 200 && st.called.load() == 0; ++i)
+        std::this_thread::sleep_for(5ms);
+    BOOST_TEST(st.called.load() == 1);
+    c.send(big.substr(1));
+    reply r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body == expected_sum(big));
+    // Chunked, 1 MiB chunks, then keep-alive goes on.
+    std::string chunked = "POST /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (std::size_t at = 0; at < big.size(); at += 1 << 20) {
+        char line[32];
+        std::snprintf(line, sizeof line, "%zx\r\n", std::min<std::size_t>(1 << 20, big.size() - at));
+        chunked += line + big.substr(at, 1 << 20) + "\r\n";
+    }
+    c.send(chunked + "0\r\n\r\n");
+    r = c.read();
+    BOOST_TEST(r.body == expected_sum(big));
+    BOOST_TEST(c.get("/").status == 200);
+    // The control: a synchronous route spools, and fails in that directory.
+    c.send("POST /spooled HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" + big.substr(0, 1 << 20));
+    BOOST_TEST(c.read().status == 500);
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_reader_holds_its_client_back)
+{
+    upload_stats st;
+    running_server s(running_server::quiet(), [&st](server& srv) { upload_routes(srv, st); });
+    const std::string body = pattern(2 * 1024 * 1024);
+    client c(s.port());
+    c.send("PUT /slow-stream HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    auto sent = std::async(std::launch::async, [&] { c.send(body); });
+    sent.wait();  // 128 reads of 16 KiB, 10 ms apart: about 1.3 s
+    reply r = c.read();
+    BOOST_TEST(r.body == expected_sum(body));
+    // At most a block (64 KiB) plus one read of the socket (a little over
+    // 64 KiB) waits in the server, not the 4 MiB the client sends.
+    BOOST_TEST(st.most_waiting.load() <= 160 * 1024, "waiting: " << st.most_waiting.load());
+    BOOST_TEST(st.most_waiting.load() > 0);
+}
+
+BOOST_AUTO_TEST_CASE(an_answer_before_the_body_end_closes_after_it)
+{
+    upload_stats st;
+    running_server s(running_server::quiet(), [&st](server& srv) { upload_routes(srv, st); });
+    client c(s.port());
+    c.send("PUT /early HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + pattern(8192));
+    reply r = c.read();
+    BOOST_TEST(r.status == 413);
+    BOOST_TEST(r.headers["connection"] == "close");
+    BOOST_TEST(c.closed_by_peer());
+    for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
+        std::this_thread::sleep_for(5ms);
+    BOOST_TEST(st.last_error.load() == int(async_error::already_completed));
+}
+
+BOOST_AUTO_TEST_CASE(a_body_past_the_route_limit_is_refused)
+{
+    upload_stats st;
+    running_server s(running_server::quiet(), [&st](server& srv) { upload_routes(srv, st); });
+    {
+        // Declared too long: 413 before the handler, and no 100 Continue.
+        client c(s.port());
+        c.send("PUT /limited HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n");
+        reply r = c.read();
+        BOOST_TEST(r.status == 413);
+        BOOST_TEST(st.called.load() == 0);
+    }
+    {
+        client c(s.port());
+        c.send("PUT /limited HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + pattern(1000));
+        BOOST_TEST(c.read().body == expected_sum(pattern(1000)));
+    }
+    {
+        // Chunked past the limit: the client gets 413, the reader body_refused.
+        client c(s.port());
+        c.send("PUT /limited HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + pattern(512) + "\r\n");
+        for (int i = 0; i < 200 && st.called.load() < 2; ++i)
+            std::this_thread::sleep_for(5ms);
+        c.send("200\r\n" + pattern(512) + "\r\n0\r\n\r\n");
+        reply r = c.read();
+        BOOST_TEST(r.status == 413);
+        for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
+            std::this_thread::sleep_for(5ms);
+        BOOST_TEST(st.last_error.load() == int(async_error::body_refused));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_leaves_mid_body_ends_the_read)
+{
+    upload_stats st;
+    running_server s(running_server::quiet(), [&st](server& srv) { upload_routes(srv, st); });
+    {
+        client c(s.port());
+        c.send("PUT /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + pattern(5000));
+        for (int i = 0; i < 200 && st.called.load() == 0; ++i)
+            std::this_thread::sleep_for(5ms);
+    }
+    for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
+        std::this_thread::sleep_for(5ms);
+    BOOST_TEST(st.last_error.load() == int(async_error::client_gone));
+    // Pipelined: a streamed body, then a plain request, in order.
+    client c(s.port());
+    c.send("POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    BOOST_TEST(c.read().body == expected_sum("hello"));
+    BOOST_TEST(c.read().body == "Hello, World!");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -21,6 +21,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/system/error_code.hpp>
@@ -43,6 +44,7 @@ enum class async_error {
     server_stopping,    // the server stopped before the answer
     busy,               // a write is still pending on this body_writer
     timed_out,          // route_options::timeout passed: the client got 504
+    body_refused,       // the request body broke a limit or its framing: the client got 413 or 400
 };
 const boost::system::error_category& async_category() noexcept;
 inline error_code make_error_code(async_error e) noexcept { return {static_cast<int>(e), async_category()}; }
@@ -50,9 +52,11 @@ inline error_code make_error_code(async_error e) noexcept { return {static_cast<
 namespace detail {
 class connection;
 struct exchange;
+struct body_stream;
 }  // namespace detail
 
 class body_writer;
+class body_reader;
 
 // The one-shot right to answer one request. Move-only. It owns its request
 // (req() stays valid as long as the responder does) and a reference on the
@@ -85,6 +89,10 @@ public:
     // Sends the head now (chunked, or by the Content-Length it declares) and
     // returns the writer of the body. On error the writer is empty.
     body_writer start_stream(response&& head, error_code& ec);
+    // For a route with route_options::stream_body: the request body as it
+    // arrives (req().body() is then empty). The first call returns it; any
+    // other call, or another route, gets an empty reader.
+    body_reader read_body() noexcept;
 
 private:
     friend class detail::connection;
@@ -144,6 +152,52 @@ private:
     detail::connection* conn_ = nullptr;
     std::optional<executor_type> ex_;  // kept after the connection is released
     bool finished_ = false;
+};
+
+// A request body read as it arrives (route_options::stream_body), with no
+// spool file: the connection reads from the socket only while less than
+// config::block_size waits here, so a handler that reads slowly holds its
+// client back. Move-only; loop thread only. 100 Continue, when asked for,
+// goes out once the handler is called.
+//
+// Answering (send, start_stream) before the body's end is allowed (a 401,
+// a 413 of its own): the rest of the body is not read, a later read gets
+// async_error::already_completed, and the connection closes after the
+// answer.
+class body_reader {
+public:
+    using executor_type = boost::asio::io_context::executor_type;
+    using handler_type = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
+
+    body_reader() noexcept = default;
+    body_reader(body_reader&&) noexcept = default;
+    body_reader& operator=(body_reader&&) noexcept = default;
+    ~body_reader() = default;
+
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+    // Bytes received and not read yet.
+    std::size_t available() const noexcept;
+    executor_type get_executor() const noexcept;
+
+    // Reads some bytes into `buf` (at least one, unless buf is empty).
+    // Completes with boost::asio::error::eof after the last byte;
+    // client_gone when the client left, body_refused when the body broke
+    // config::body_limit, route_options::body_limit or its chunked framing
+    // (the client got 413 or 400), already_completed after an answer, busy
+    // while another read is pending. Any completion token.
+    template <typename Token>
+    auto async_read_some(boost::asio::mutable_buffer buf, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(error_code, std::size_t)>(
+            [this](auto handler, boost::asio::mutable_buffer b) { initiate_read(b, handler_type(std::move(handler))); },
+            token, buf);
+    }
+
+private:
+    friend class responder;
+    explicit body_reader(std::shared_ptr<detail::body_stream> s) noexcept : s_(std::move(s)) {}
+    void initiate_read(boost::asio::mutable_buffer buf, handler_type h);
+    std::shared_ptr<detail::body_stream> s_;
 };
 
 }  // namespace fapws

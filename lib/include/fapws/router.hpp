@@ -5,6 +5,7 @@
 #include <fapws/http.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +31,14 @@ struct route_options {
     // 504, the handler's cancellation slot fires, and a later send()
     // returns async_error::timed_out. Zero: no limit.
     std::chrono::milliseconds timeout{0};
+    // For an asynchronous handler: call it once the head is complete and let
+    // it read the body as it arrives (responder::read_body), never spooled.
+    // A synchronous handler always gets the whole body.
+    bool stream_body = false;
+    // The largest body this route takes, in bytes (0: config::body_limit,
+    // which also caps this). A longer declared body gets 413 before a byte
+    // of it is read; a chunked one, once it passes the limit.
+    std::uint64_t body_limit = 0;
 
     bool allows(std::string_view method) const noexcept;
     std::string allow_header() const;  // "GET, HEAD"

@@ -30,6 +30,7 @@ class listener;
 struct timer_state;
 struct flight;
 struct exchange;
+struct body_stream;
 
 // Connections waiting on the same timeout, oldest deadline first. Each list
 // has one timeout, so appending keeps it sorted; one server timer serves all.
@@ -115,6 +116,8 @@ public:
     // Runs a completion handler on its executor, never inline.
     void complete(body_writer::handler_type h, error_code ec);
     std::size_t high_water() const noexcept;
+    // A body_reader took bytes (route_options::stream_body).
+    void reader_drained();
     server::impl& owner() const noexcept { return srv_; }
     static constexpr std::uint8_t st_closed_v = 3;
 
@@ -135,7 +138,10 @@ private:
     void stash_request(const char* end);
     bool begin_body();
     void dispatch();
-    void dispatch_async(request& req, request_body& body);
+    void dispatch_async(request& req, request_body& body, std::shared_ptr<body_stream> stream = {});
+    bool streams_body(const request_parser& ps) const noexcept;
+    void start_body_stream(const char* end, bool done);
+    void cut_body_stream() noexcept;
     std::unique_ptr<exchange> adopt(request& req, request_body& body);
     void park(std::unique_ptr<exchange> ex, response&& res);
     bool paused_body() const noexcept;
@@ -143,7 +149,7 @@ private:
     void answer_now();
     void handler_timed_out(exchange* e);
     void wait_app();
-    void fail_async() noexcept;
+    void fail_async(async_error why) noexcept;
     void pump_soon();
     void start_pushed(bool chunked, std::optional<std::uint64_t> length);
     bool answer_head(request& req, const route_options& opt, bool has_body);

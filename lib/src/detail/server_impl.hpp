@@ -94,6 +94,10 @@ public:
     request_body body_;
     response res_;
     std::optional<detail::request_parser> parser_;
+    // While a put() may complete a head: its route is not known yet (a
+    // streamed body must not be spooled), so its body bytes stay in memory.
+    // They are at most the input of that put(), one read.
+    bool head_in_put_ = false;
     std::string stage_;  // the first blocks of a streamed body, before the head
     // Output buffers of finished flights, reused: freeing and re-growing a
     // 64 KiB buffer per streamed response made glibc trim and re-fault the

@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(every_corpus_request_gets_its_status_however_it_is_split)
         }
     }
     BOOST_TEST(smuggled.load() == 0);
-    BOOST_TEST(s.srv().counters().connections_open <= 1u);
+    BOOST_TEST(s.counters().connections_open <= 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

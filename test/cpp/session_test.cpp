@@ -370,7 +370,7 @@ BOOST_AUTO_TEST_CASE(malformed_and_hostile_requests_get_their_4xx_and_close)
             BOOST_TEST(c.closed_by_peer());
         }
     }
-    const stats& st = s.srv().counters();
+    const stats st = s.counters();
     BOOST_TEST(st.bad_requests >= 10u);
     client ok(s.port());
     BOOST_TEST(ok.get("/").status == 200);
@@ -453,7 +453,7 @@ BOOST_AUTO_TEST_CASE(counters_count)
         c.get("/");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    const stats& st = s.srv().counters();
+    const stats st = s.counters();
     BOOST_TEST(st.requests == 2u);
     BOOST_TEST(st.connections_accepted == 1u);
     BOOST_TEST(st.bytes_out > 100u);

@@ -5,6 +5,8 @@
 
 #include <fapws/server.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +15,7 @@
 
 #include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -45,6 +48,14 @@ public:
     }
     std::uint16_t port() const { return info_.port; }
     server& srv() { return srv_; }
+    // A copy of the counters, taken on the loop thread (they are the
+    // loop's: reading them from the test thread would be a data race).
+    stats counters()
+    {
+        std::promise<stats> got;
+        boost::asio::post(srv_.context(), [&] { got.set_value(srv_.counters()); });
+        return got.get_future().get();
+    }
 
 private:
     server srv_;

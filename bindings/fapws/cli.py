@@ -413,6 +413,7 @@ def make_server(args):
         io_timeout=args.timeout_io,
         shutdown_timeout=args.timeout_shutdown,
         backlog=args.backlog,
+        latency_histogram=bool(args.metrics),
     )
     for prefix, directory in args.static:
         server.static(prefix, directory, max_age=args.static_max_age)

@@ -10,6 +10,8 @@ them, and totals never go down when workers are recycled or reloaded.
 import mmap
 import struct
 
+from fapws import _core
+
 COUNTERS = [
     # (stats key, metric, labels, help)
     ("requests", "fapws_requests_total", "", "Requests dispatched to a handler."),
@@ -33,11 +35,16 @@ COUNTERS = [
     ("not_found", "fapws_not_found_total", "", "404 answers from the router."),
     ("deferred_run", "fapws_deferred_tasks_total", "", "Deferred tasks run."),
 ]
+# The latency histogram (config::latency_histogram): one count per bucket
+# (not cumulative) and the sum; counters too, so they add up over workers.
+_BOUNDS = [us / 1e6 for us in _core.LATENCY_BOUNDS_US]
+LATENCY = [f"latency_{i}" for i in range(len(_BOUNDS) + 1)] + ["latency_sum_us"]
 GAUGES = [
     ("connections_open", "fapws_connections_open", "Connections open now."),
     ("defer_queue_size", "fapws_defer_queue_size", "Deferred tasks waiting."),
 ]
-_FIELDS = [c[0] for c in COUNTERS] + [g[0] for g in GAUGES]
+_COUNTED = [c[0] for c in COUNTERS] + LATENCY
+_FIELDS = _COUNTED + [g[0] for g in GAUGES]
 _ROW = struct.Struct("Q" * (len(_FIELDS) + 1))  # + the publishing pid (0: empty slot)
 
 
@@ -60,7 +67,7 @@ class Board:
         row = self._row(slot)
         head = self._row(-1)
         for i, key in enumerate(_FIELDS):
-            if i < len(COUNTERS):
+            if i < len(_COUNTED):
                 head[i] += row[i]
         head[-1] += 1 if restarted else 0
         _ROW.pack_into(self.mem, 0, *head)
@@ -80,6 +87,21 @@ class Board:
             for i, key in enumerate(_FIELDS):
                 sums[key] += row[i]
         return sums, workers, head[-1]
+
+
+def _histogram(stats):
+    name = "fapws_request_duration_seconds"
+    out = [f"# HELP {name} From a request's complete head to its response head (the handler's time; "
+           "a streamed body's later blocks are not counted).", f"# TYPE {name} histogram"]
+    total = 0
+    for i, bound in enumerate(_BOUNDS):
+        total += stats.get(f"latency_{i}", 0)
+        out.append(f'{name}_bucket{{le="{bound:g}"}} {total}')
+    total += stats.get(f"latency_{len(_BOUNDS)}", 0)
+    out.append(f'{name}_bucket{{le="+Inf"}} {total}')
+    out.append(f"{name}_sum {stats.get('latency_sum_us', 0) / 1e6:.6f}")
+    out.append(f"{name}_count {total}")
+    return "\n".join(out)
 
 
 class Metrics:
@@ -106,6 +128,7 @@ class Metrics:
                 seen.add(name)
                 out.append(f"# HELP {name} {help_}\n# TYPE {name} counter")
             out.append(f"{name}{{{labels}}} {stats.get(key, 0)}" if labels else f"{name} {stats.get(key, 0)}")
+        out.append(_histogram(stats))
         for key, name, help_ in GAUGES:
             out.append(f"# HELP {name} {help_}\n# TYPE {name} gauge\n{name} {stats.get(key, 0)}")
         out.append(f"# HELP fapws_workers Worker processes serving.\n# TYPE fapws_workers gauge\nfapws_workers {workers}")

@@ -9,7 +9,12 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <boost/describe/members.hpp>
+#include <boost/mp11/algorithm.hpp>
+
 #include <chrono>
+#include <limits>
+#include <string_view>
 #include <cstdio>
 
 namespace fapws::py {
@@ -39,6 +44,48 @@ private:
 std::chrono::milliseconds ms(double seconds)
 {
     return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+// fapws::config, field by field (BOOST_DESCRIBE_STRUCT in config.hpp), so the
+// options and their defaults are declared once, in C++. handle_signals is
+// not an option here: Python owns the signals.
+template <typename F>
+void each_option(F&& f)
+{
+    boost::mp11::mp_for_each<boost::describe::describe_members<config, boost::describe::mod_public>>(
+        [&](auto d) {
+            if (std::string_view(d.name) != "handle_signals")
+                f(d.name, d.pointer);
+        });
+}
+
+pyb::object to_python(std::chrono::milliseconds v) { return pyb::float_(v.count() / 1000.0); }
+pyb::object to_python(bool v) { return pyb::bool_(v); }
+pyb::object to_python(const std::string& v) { return pyb::str(v); }
+template <typename T>
+pyb::object to_python(T v)
+{
+    return pyb::int_(v);
+}
+
+void from_python(std::chrono::milliseconds& v, pyb::handle h, const char* name)
+{
+    const double x = h.cast<double>();
+    if (!(x >= 0 && x <= 2'000'000))  // timeouts are capped at 24 days
+        throw pyb::value_error(std::string(name) + " must be 0..2000000 seconds");
+    v = ms(x);
+}
+void from_python(bool& v, pyb::handle h, const char*) { v = pyb::bool_(pyb::reinterpret_borrow<pyb::object>(h)); }
+void from_python(std::string& v, pyb::handle h, const char*) { v = h.cast<std::string>(); }
+template <typename T>
+void from_python(T& v, pyb::handle h, const char* name)
+{
+    if (!pyb::isinstance<pyb::int_>(h) || pyb::isinstance<pyb::bool_>(h))
+        throw pyb::type_error(std::string(name) + " must be an int");
+    const long long x = h.cast<long long>();
+    if (x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<T>::max())
+        throw pyb::value_error(std::string(name) + " out of range: " + std::to_string(x));
+    v = static_cast<T>(x);
 }
 
 class py_server {
@@ -115,25 +162,14 @@ void bind_server(pyb::module_& m)
         }
     });
 
+    m.attr("LATENCY_BOUNDS_US") = std::vector<std::uint32_t>(std::begin(stats::latency_bounds_us),
+                                                            std::end(stats::latency_bounds_us));
     m.def("defaults", [] {
-        config c;
         pyb::dict d;
-        d["header_limit"] = c.header_limit;
-        d["header_line_limit"] = c.header_line_limit;
-        d["body_limit"] = c.body_limit;
-        d["body_memory_limit"] = c.body_memory_limit;
-        d["block_size"] = c.block_size;
-        d["max_pipelined"] = c.max_pipelined;
-        d["header_timeout"] = c.header_timeout.count() / 1000.0;
-        d["keepalive_timeout"] = c.keepalive_timeout.count() / 1000.0;
-        d["io_timeout"] = c.io_timeout.count() / 1000.0;
-        d["body_min_rate"] = c.body_min_rate;
-        d["shutdown_timeout"] = c.shutdown_timeout.count() / 1000.0;
-        d["drain_grace"] = c.drain_grace.count() / 1000.0;
-        d["defer_limit"] = c.defer_limit;
-        d["backlog"] = c.backlog;
+        const config c;
+        each_option([&](const char* name, const auto& field) { d[name] = to_python(c.*field); });
         return d;
-    }, "The core's default limits and timeouts (seconds for timeouts).");
+    }, "The core's options (fapws::config) and their defaults; timeouts in seconds.");
 
     m.def("set_log_level", [](const std::string& name) {
         log_level l;
@@ -154,41 +190,25 @@ void bind_server(pyb::module_& m)
         .def_property_readonly("interval", [](const timer& t) { return t.interval().count() / 1000.0; });
 
     pyb::class_<py_server>(m, "Server")
-        .def(pyb::init([](std::size_t header_limit, std::size_t header_line_limit, std::uint64_t body_limit,
-                          std::size_t body_memory_limit, std::string spool_dir, std::size_t block_size,
-                          std::size_t max_pipelined, double header_timeout, double keepalive_timeout,
-                          double io_timeout, double shutdown_timeout, std::size_t defer_limit, int backlog,
-                          std::string server_header, std::uint32_t body_min_rate, double drain_grace) {
+        .def(pyb::init([](const pyb::kwargs& options) {
                  config c;
-                 c.header_limit = header_limit;
-                 c.header_line_limit = header_line_limit;
-                 c.body_limit = body_limit;
-                 c.body_memory_limit = body_memory_limit;
-                 c.spool_dir = std::move(spool_dir);
-                 c.block_size = block_size;
-                 c.max_pipelined = max_pipelined;
-                 c.header_timeout = ms(header_timeout);
-                 c.keepalive_timeout = ms(keepalive_timeout);
-                 c.io_timeout = ms(io_timeout);
-                 c.body_min_rate = body_min_rate;
-                 c.shutdown_timeout = ms(shutdown_timeout);
-                 c.drain_grace = ms(drain_grace);
-                 c.defer_limit = defer_limit;
-                 c.backlog = backlog;
-                 c.server_header = std::move(server_header);
+                 for (auto [key, value] : options) {
+                     const std::string name = pyb::str(key);
+                     bool found = false;
+                     each_option([&](const char* n, auto field) {
+                         if (name == n) {
+                             from_python(c.*field, value, n);
+                             found = true;
+                         }
+                     });
+                     if (!found)
+                         throw pyb::type_error("Server() got an unexpected keyword argument '" + name +
+                                               "' (fapws._core.defaults() lists the options)");
+                 }
                  c.handle_signals = false;  // Python owns the signals
                  return std::make_unique<py_server>(std::move(c));
              }),
-             pyb::kw_only(), pyb::arg("header_limit") = config{}.header_limit,
-             pyb::arg("header_line_limit") = config{}.header_line_limit,
-             pyb::arg("body_limit") = config{}.body_limit,
-             pyb::arg("body_memory_limit") = config{}.body_memory_limit, pyb::arg("spool_dir") = "",
-             pyb::arg("block_size") = config{}.block_size, pyb::arg("max_pipelined") = config{}.max_pipelined,
-             pyb::arg("header_timeout") = 30.0, pyb::arg("keepalive_timeout") = 75.0,
-             pyb::arg("io_timeout") = 60.0, pyb::arg("shutdown_timeout") = 10.0,
-             pyb::arg("defer_limit") = config{}.defer_limit, pyb::arg("backlog") = config{}.backlog,
-             pyb::arg("server_header") = "fapws", pyb::arg("body_min_rate") = config{}.body_min_rate,
-             pyb::arg("drain_grace") = config{}.drain_grace.count() / 1000.0)
+             "Keyword options: the names of fapws._core.defaults() (fapws::config).")
         .def("listen",
              [](py_server& s, const std::string& spec, bool reuse_port, const std::string& url_scheme,
                 bool proxy_protocol) {
@@ -311,6 +331,11 @@ void bind_server(pyb::module_& m)
             d["defer_queue_size"] = s.srv_.defer_queue_size();
             for (int k = 1; k <= 5; ++k)
                 d[("responses_" + std::to_string(k) + "xx").c_str()] = c.responses[k];
+            if (s.srv_.settings().latency_histogram) {
+                for (std::size_t i = 0; i < stats::latency_buckets; ++i)
+                    d[("latency_" + std::to_string(i)).c_str()] = c.latency[i];
+                d["latency_sum_us"] = c.latency_sum_us;
+            }
             return d;
         });
 }

@@ -863,7 +863,7 @@ bool connection::begin_body()
     req.peer_v4_ = peer_v4_;
     req.peer_port_ = peer_port_;
     req.peer_is_v6_ = peer_is_v6_;
-    if (srv_.access_timed_)
+    if (srv_.access_timed_ || srv_.cfg_.latency_histogram)
         req.started_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::steady_clock::now().time_since_epoch())
                               .count();
@@ -1130,6 +1130,8 @@ bool connection::emit(request& req, response& res, std::string& out)
     if (!keep)
         closing_ = true;
     ++srv_.stats_.responses[status / 100 <= 5 ? status / 100 : 0];
+    if (srv_.cfg_.latency_histogram && req.started_us_)
+        srv_.count_latency(req.started_us_);
     if (srv_.access_fd_ >= 0)
         srv_.log_access(req, status, allowed && !req.head_ ? declared.value_or(0) : 0, req.started_us_);
 

@@ -257,6 +257,20 @@ void server::impl::closed(detail::connection&) noexcept
     check_stopped();
 }
 
+void server::impl::count_latency(std::int64_t started_us) noexcept
+{
+    const std::int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now().time_since_epoch())
+                                .count() -
+                            started_us;
+    const auto& bounds = stats::latency_bounds_us;
+    std::size_t i = 0;
+    while (i < std::size(bounds) && us > std::int64_t(bounds[i]))
+        ++i;
+    ++stats_.latency[i];
+    stats_.latency_sum_us += static_cast<std::uint64_t>(std::max<std::int64_t>(us, 0));
+}
+
 void server::impl::log_access(const request& req, int status, std::uint64_t bytes, std::int64_t started_us)
 {
     if (!access_tokens_.empty())
@@ -643,7 +657,9 @@ void server::fallback(handler h)
 void server::static_files(std::string prefix, const std::string& root, const static_options& opt)
 {
     // Only GET and HEAD: an upload is refused before its body is read.
-    impl_->router_.mount(std::move(prefix), fapws::static_files(root, opt), route_options{{"GET", "HEAD"}});
+    route_options get_head;
+    get_head.methods = {"GET", "HEAD"};
+    impl_->router_.mount(std::move(prefix), fapws::static_files(root, opt), std::move(get_head));
 }
 
 timer server::add_timer(std::chrono::milliseconds interval, std::function<void()> callback)

@@ -391,11 +391,20 @@ def test_metrics_endpoint_one_process(cli):
         for _ in range(10):
             s.get(c.url + "/")
         s.get(c.url + "/nope/../", timeout=5)
+        s.get(c.url + "/sleep?0.3", timeout=5)
     m = _scrape(c.url + "/metrics")
     assert m["fapws_requests_total"] >= 10
     assert m['fapws_responses_total{class="2xx"}'] >= 10
     assert m["fapws_connections_open"] >= 1
     assert m["fapws_workers"] == 1
+    # The latency histogram: cumulative buckets, the 0.3 s request above 0.25 s.
+    h = "fapws_request_duration_seconds"
+    buckets = [(k, v) for k, v in m.items() if k.startswith(h + "_bucket")]
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and counts[-1] == m[h + "_count"] >= 11
+    assert m[h + '_bucket{le="+Inf"}'] - m[h + '_bucket{le="0.25"}'] >= 1
+    assert m[h + '_bucket{le="0.25"}'] >= 10
+    assert m[h + "_sum"] >= 0.3
 
 
 def test_metrics_are_summed_over_workers_and_survive_recycling(cli):
@@ -403,8 +412,15 @@ def test_metrics_are_summed_over_workers_and_survive_recycling(cli):
     c.workers(2)
     for _ in range(100):
         requests.get(c.url + "/", timeout=5)
-    time.sleep(1.5)  # every worker published, the recycled ones retired
-    m = _scrape(c.url + "/metrics")
+    # Every worker published, and the recycled ones retired: a recycled
+    # worker keeps its idle connections for drain_grace (1 s) before it exits.
+    deadline = time.monotonic() + 6
+    while True:
+        time.sleep(0.5)
+        m = _scrape(c.url + "/metrics")
+        if m["fapws_worker_restarts_total"] >= 2 or time.monotonic() > deadline:
+            break
     assert m["fapws_requests_total"] >= 100  # none lost with the recycled workers
+    assert m['fapws_request_duration_seconds_bucket{le="+Inf"}'] >= 100
     assert m["fapws_worker_restarts_total"] >= 2
     assert m["fapws_workers"] == 2

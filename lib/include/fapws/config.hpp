@@ -1,6 +1,10 @@
 // Server-wide limits and timeouts. Plain data: fill it before constructing a
 // fapws::server; it is copied and read only from the loop thread afterwards.
+// Every field is listed in BOOST_DESCRIBE_STRUCT at the end: the Python
+// bindings take their keyword options and defaults from that list.
 #pragma once
+
+#include <boost/describe/class.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -62,6 +66,17 @@ struct config {
     bool handle_signals = true;
 
     std::string server_header = "fapws";
+
+    // Count each response's latency (from its request's complete head to
+    // its response head: the handler's time) in stats::latency. Off by
+    // default: it reads the clock twice per request.
+    bool latency_histogram = false;
 };
+
+BOOST_DESCRIBE_STRUCT(config, (),
+                      (header_limit, header_line_limit, body_limit, body_memory_limit, spool_dir, block_size,
+                       max_pipelined, header_timeout, keepalive_timeout, io_timeout, body_min_rate,
+                       shutdown_timeout, drain_grace, defer_limit, backlog, handle_signals, server_header,
+                       latency_histogram))
 
 }  // namespace fapws

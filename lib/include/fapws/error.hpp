@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +43,16 @@ struct stats {
     // Responses by status class: [2] counts 2xx, ..., [5] 5xx (stock error
     // answers included).
     std::uint64_t responses[6] = {};
+    // With config::latency_histogram: responses by latency, from the
+    // request's complete head to the response head. latency[i] counts those
+    // at most latency_bounds_us[i] (and above the bound before); the last
+    // slot counts the rest. Not cumulative (Prometheus buckets are: add up).
+    static constexpr std::uint32_t latency_bounds_us[] = {1'000,   2'500,   5'000,     10'000,    25'000,
+                                                          50'000,  100'000, 250'000,   500'000,   1'000'000,
+                                                          2'500'000, 5'000'000, 10'000'000};
+    static constexpr std::size_t latency_buckets = std::size(latency_bounds_us) + 1;
+    std::uint64_t latency[latency_buckets] = {};
+    std::uint64_t latency_sum_us = 0;
 };
 
 }  // namespace fapws

@@ -39,6 +39,9 @@ public:
 
     // started_us: when the head was complete (steady clock), 0 unknown.
     void log_access(const request& req, int status, std::uint64_t bytes, std::int64_t started_us = 0);
+    // config::latency_histogram: one response whose request's head was
+    // complete at started_us (steady clock).
+    void count_latency(std::int64_t started_us) noexcept;
     void flush_access_log();
 
     void begin_serving();

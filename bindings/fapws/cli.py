@@ -134,7 +134,11 @@ def build_parser():
                    help="common, combined, or gunicorn's atoms: %%(h)s client, %%(r)s request line, %%(s)s "
                         "status, %%(b)s bytes, %%(D)s microseconds, %%(L)s seconds, %%({header}i)s, ... "
                         "(README)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "off"])
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "off"],
+                   metavar="LEVEL", help="debug, info, warning, error or off: the least severe error-log line kept")
+    p.add_argument("--log-config", metavar="FILE",
+                   help="Python logging configuration (.json: dictConfig, else an .ini fileConfig); the error log "
+                        "then goes to the 'fapws.error' logger, after --log-level filtered it")
     p.add_argument("--debug", action="store_true", help="show tracebacks in 500 pages (never in production)")
     p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
                    help="run a supervisor and N worker processes sharing the listeners (without it: one "
@@ -204,6 +208,59 @@ def build_parser():
                         "with '_' for '-'). Precedence: command line > FAPWS_CMD_ARGS > FAPWS_<NAME> > file > default")
     p.add_argument("--version", action="version", version="fapws " + __import__("fapws").__version__)
     return p
+
+
+def use_log_config(path):
+    """--log-config: Python logging configured from FILE, and the core's error
+    lines sent to the "fapws.error" logger (--log-level filters them first)."""
+    import atexit
+    import logging
+    import logging.config
+
+    try:
+        if path.endswith(".json"):
+            import json
+
+            with open(path, encoding="utf-8") as f:
+                logging.config.dictConfig(json.load(f))
+        else:
+            with open(path, encoding="utf-8"):
+                pass  # fileConfig says "KeyError: 'formatters'" for a missing file
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as e:
+        raise SetupError(f"--log-config {path}: {type(e).__name__}: {e}") from None
+    logger = logging.getLogger("fapws.error")
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+    _core.set_log_handler(lambda level, message: logger.log(levels.get(level, logging.ERROR), message))
+    atexit.register(_core.set_log_handler, None)
+
+
+def settings_table():
+    """Every setting as a Markdown table, from the parser itself: the
+    README's "All settings" block is this output (./dev docs writes it, a
+    test checks it), so the flags, environment variables, config-file keys
+    and defaults are declared once, in build_parser()."""
+    rows = ["| option | config file key / environment | default | meaning |", "|---|---|---|---|"]
+    for a in build_parser()._actions:
+        if a.dest in ("help", "version", "config"):
+            continue
+        if a.option_strings:
+            flags = ", ".join(a.option_strings)
+            if a.nargs != 0:
+                flags += " " + (a.metavar or a.dest.upper())
+        else:
+            flags = a.metavar
+        if a.nargs == 0:
+            default = "off"
+        elif a.default in (None, [], ""):
+            default = ""
+        else:
+            default = f"`{a.default}`"
+        text = (a.help or "") % {"default": a.default} if "%(" in (a.help or "") else (a.help or "")
+        text = text.replace("%%", "%").replace("|", "\\|")
+        key = "app" if a.dest == "app" else a.dest
+        rows.append(f"| `{flags}` | `{key}`, `FAPWS_{a.dest.upper()}` | {default} | {text} |")
+    return "\n".join(rows) + "\n"
 
 
 def _settings(parser, argv):
@@ -351,6 +408,8 @@ def main(argv=None):
     pidfile = None
     try:
         _core.set_log_level(args.log_level)
+        if args.log_config:
+            use_log_config(args.log_config)
         if args.umask is not None:
             os.umask(args.umask)
         if args.chdir:

@@ -177,6 +177,37 @@ void bind_server(pyb::module_& m)
             throw pyb::value_error("unknown log level '" + name + "' (debug, info, warning, error, off)");
         set_log_level(l);
     });
+    // The core's error lines to a Python callable handler(level, message)
+    // (--log-config routes them to the "fapws.error" logger). The handler
+    // is kept as a bare reference: no destructor runs after Python ended.
+    m.def("set_log_handler", [](pyb::object handler) {
+        static PyObject* current = nullptr;
+        PyObject* old = current;
+        if (handler.is_none()) {
+            set_log_sink({});
+            current = nullptr;
+        } else {
+            current = handler.release().ptr();
+            set_log_sink([](log_level l, std::string_view msg) {
+                if (!Py_IsInitialized())
+                    return;
+                pyb::gil_scoped_acquire g;
+                PyObject* h = current;
+                if (!h)
+                    return;
+                static const char* names[] = {"debug", "info", "warning", "error", "off"};
+                PyObject* text = PyUnicode_DecodeUTF8(msg.data(), static_cast<Py_ssize_t>(msg.size()),
+                                                      "backslashreplace");
+                PyObject* r = text ? PyObject_CallFunction(h, "sO", names[static_cast<int>(l)], text) : nullptr;
+                Py_XDECREF(text);
+                if (r)
+                    Py_DECREF(r);
+                else
+                    PyErr_Clear();  // a failing handler must not fail the request that logged
+            });
+        }
+        Py_XDECREF(old);
+    }, pyb::arg("handler"), "Send the core's error log lines to handler(level, message); None: stderr.");
     m.def("log", [](const std::string& level, const std::string& msg) {
         log_level l = log_level::info;
         parse_log_level(level, l);

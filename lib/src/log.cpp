@@ -13,6 +13,7 @@ namespace fapws {
 namespace {
 
 std::atomic<log_level> level{log_level::info};
+std::function<void(log_level, std::string_view)> sink_fn;
 
 std::string_view name_of(log_level l) noexcept
 {
@@ -52,11 +53,18 @@ bool parse_log_level(std::string_view name, log_level& out) noexcept
     return false;
 }
 
+void set_log_sink(std::function<void(log_level, std::string_view)> sink)
+{
+    sink_fn = std::move(sink);
+}
+
 void log(log_level l, std::string_view message) noexcept
 {
     if (l < get_log_level() || l == log_level::off)
         return;
     try {
+        if (sink_fn)
+            return sink_fn(l, message);
         char stamp[32];
         std::time_t t = std::time(nullptr);
         std::tm tm;

@@ -160,3 +160,19 @@ def test_an_unknown_access_log_atom_is_one_line(tmp_path):
     r = run_cli("--access-log", str(tmp_path / "a.log"), "--access-log-format", "%(zz)s", "--bind", "127.0.0.1:0",
                 "wsgiapps:environ_app")
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "zz" in r.stderr.decode()
+
+
+def test_readme_settings_table_is_the_parsers():
+    """README's "All settings" table is generated from build_parser() (./dev
+    docs): every flag, its environment variable, config-file key and default."""
+    import re
+
+    from conftest import HERE
+    from fapws.cli import settings_table
+
+    with open(os.path.join(HERE, "..", "..", "README.md"), encoding="utf-8") as f:
+        block = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", f.read(), re.S).group(1)
+    assert block.strip() == settings_table().strip(), "README is stale: run ./dev docs"
+    table = settings_table()
+    assert "`--timeout-keepalive S` | `timeout_keepalive`, `FAPWS_TIMEOUT_KEEPALIVE` | `75.0`" in table
+    assert "`--log-config FILE`" in table

@@ -1,6 +1,7 @@
 """Operations (issue 12): the supervisor's signals, reload, watchdog,
 recycling, systemd, privileges and sockets, driven through the real CLI."""
 
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,8 @@ def app(environ, start_response):
         time.sleep(float(environ["QUERY_STRING"] or 1))
     if path == "/grow":
         _HOARD.append(b"x" * (8 << 20))
+    if path == "/boom":
+        raise RuntimeError("boom in the view")
     body = b"v%d %d" % (VERSION, os.getpid())
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -424,3 +427,33 @@ def test_metrics_are_summed_over_workers_and_survive_recycling(cli):
     assert m['fapws_request_duration_seconds_bucket{le="+Inf"}'] >= 100
     assert m["fapws_worker_restarts_total"] >= 2
     assert m["fapws_workers"] == 2
+
+
+def test_log_config_sends_the_error_log_to_python_logging(cli, tmp_path):
+    log = tmp_path / "errors.log"
+    conf = tmp_path / "logging.json"
+    conf.write_text(json.dumps({
+        "version": 1,
+        "formatters": {"f": {"format": "CUSTOM %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log), "formatter": "f"}},
+        "loggers": {"fapws.error": {"handlers": ["file"], "level": "INFO"}},
+    }))
+    c = cli("--log-config", str(conf), "opsapp:app")
+    assert c.get("/boom").status_code == 500
+    assert c.get("/").status_code == 200
+    c.stop()
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("CUSTOM ERROR fapws.error ") and "GET /boom" in line for line in lines), lines
+    assert any("RuntimeError: boom in the view" in line for line in lines) or "boom in the view" in log.read_text()
+
+
+def test_a_bad_log_config_is_one_line_and_exit_2(tmp_path):
+    write_app(tmp_path, 1)
+    for name, text in (("missing.json", None), ("bad.json", "{not json"), ("bad.ini", "[loggers]\nkeys=x\n")):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        p = subprocess.run([sys.executable, "-m", "fapws", "--chdir", str(tmp_path), "--log-config", str(path),
+                            "opsapp:app"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (name, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and "--log-config" in p.stderr, (name, p.stderr)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,11 @@ log_level get_log_level() noexcept;
 void set_log_level(log_level) noexcept;
 bool parse_log_level(std::string_view name, log_level& out) noexcept;
 void log(log_level, std::string_view message) noexcept;
+// Where lines at or above the level go instead of stderr (an embedder's
+// logger; the Python bindings' --log-config). The sink gets the bare
+// message; it must not throw (what it throws is dropped). Empty: stderr.
+// Set it before the server runs; it is called from the thread that logs.
+void set_log_sink(std::function<void(log_level, std::string_view)> sink);
 
 inline void log_error(std::string_view m) noexcept { log(log_level::error, m); }
 inline void log_warning(std::string_view m) noexcept { log(log_level::warning, m); }

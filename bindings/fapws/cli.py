@@ -51,6 +51,10 @@ def _seconds(text):
     return value
 
 
+def _seconds_or_zero(text):
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+
+
 def _workers(text):
     try:
         value = int(text)
@@ -151,6 +155,10 @@ def build_parser():
                    help="kill and replace a worker whose loop has not turned for S seconds")
     p.add_argument("--graceful-timeout", type=_seconds, default=30.0, metavar="S",
                    help="on SIGTERM/SIGINT, kill what is still running after S seconds")
+    p.add_argument("--busy-release", type=_seconds_or_zero, default=1.0, metavar="S",
+                   help="with --workers 2 or more: once a worker has been stuck S seconds in one request, its "
+                        "idle keep-alive connections are closed, so their next requests go to a free worker "
+                        "(0: never)")
     p.add_argument("--max-requests", type=_count, default=0, metavar="N",
                    help="replace a worker after N requests (0: never)")
     p.add_argument("--max-requests-jitter", type=_count, default=0, metavar="J",
@@ -473,6 +481,8 @@ def make_server(args):
         shutdown_timeout=args.timeout_shutdown,
         backlog=args.backlog,
         latency_histogram=bool(args.metrics),
+        # Fair keep-alive between workers; one process has nobody to hand to.
+        busy_release=args.busy_release if args.workers is not None and args.workers > 1 else 0,
     )
     for prefix, directory in args.static:
         server.static(prefix, directory, max_age=args.static_max_age)

@@ -288,6 +288,8 @@ void connection::readable()
 {
     if (state_ == st_lingering)
         return linger();
+    if (released_.load(std::memory_order_relaxed) && idle())
+        return close();  // busy_watch sent a FIN: what came since is not ours to answer
     do_read();
 }
 
@@ -374,6 +376,11 @@ void connection::do_read()
     }
     if (n == 0)
         return close();  // the peer closed; a partial request dies with it
+    // Off the keep-alive list while this request is handled: the next
+    // proceed() puts it on the list its state calls for (and busy_watch's
+    // thread never takes a connection in use for an idle one).
+    if (list_ == wait_list::keepalive)
+        srv_.untrack(*this);
     // Less than asked: the socket is drained, and the next byte raises an
     // edge. Unless the peer half-closed: then the next recv says EOF.
     if (static_cast<std::size_t>(n) < srv_.rbuf_size_ && !eof_)

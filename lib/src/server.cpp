@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace fapws {
 
@@ -180,6 +181,9 @@ void server::impl::arm_io()
 void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
 {
     auto& list = lists_[static_cast<int>(l)];
+    std::unique_lock<std::mutex> g(busy_.list_mutex(), std::defer_lock);
+    if (l == detail::wait_list::keepalive && busy_.on())
+        g.lock();  // busy_watch's thread walks this list
     c.list_ = l;
     const std::int64_t now = detail::now_ms();
     c.enqueued_ = static_cast<std::uint32_t>(now);
@@ -201,6 +205,9 @@ void server::impl::untrack(detail::connection& c) noexcept
     if (c.list_ == detail::wait_list::none)
         return;
     auto& list = lists_[static_cast<int>(c.list_)];
+    std::unique_lock<std::mutex> g(busy_.list_mutex(), std::defer_lock);
+    if (c.list_ == detail::wait_list::keepalive && busy_.on())
+        g.lock();
     (c.prev_ ? c.prev_->next_ : list.head) = c.next_;
     (c.next_ ? c.next_->prev_ : list.tail) = c.prev_;
     c.prev_ = c.next_ = nullptr;
@@ -857,8 +864,12 @@ void server::run()
             if (s.access_timer_)
                 s.access_timer_->cancel();
             s.flush_access_log();
+            s.busy_.stop();
         }
     } guard{s};
+    if (s.cfg_.busy_release.count() > 0)
+        s.busy_.start(s.cfg_.busy_release, s.lists_[static_cast<int>(detail::wait_list::keepalive)]);
+    const bool watched = s.busy_.on();
 
     // Busy, the loop polls the connections' set every turn and the
     // io_context (accepts, timers, signals) every eighth: one epoll_wait a
@@ -874,6 +885,8 @@ void server::run()
     unsigned turn = 0;
     bool woke = false;
     while (!s.stopped_) {
+        if (watched)
+            s.busy_.turn(detail::now_ms());
         std::size_t events = s.poll_io();
         std::size_t n = events + s.run_ready();
         if (s.stopped_)
@@ -907,6 +920,8 @@ void server::run()
         s.arm_io();
         if (s.before_wait_)
             s.before_wait_();
+        if (watched)
+            s.busy_.idle();  // blocked with nothing to do: not stuck
         s.ioc_.run_one();
         woke = true;
         if (s.after_wait_)

@@ -56,6 +56,14 @@ struct config {
     // fail (seen when workers recycle under load). 0: close at once.
     std::chrono::milliseconds drain_grace{1'000};
 
+    // Several processes on one port (fapws --workers): once this process's
+    // loop has been stuck this long (a long synchronous handler), its idle
+    // keep-alive connections get a FIN, so their clients send the next
+    // request to a process that is free instead of waiting behind the
+    // handler. A request already sent on one is answered after it. 0: off
+    // (one process: nobody else could answer). Only with run().
+    std::chrono::milliseconds busy_release{0};
+
     // Deferred tasks queued at once; one more is an error to the caller.
     std::size_t defer_limit = 10'000;
 
@@ -76,7 +84,7 @@ struct config {
 BOOST_DESCRIBE_STRUCT(config, (),
                       (header_limit, header_line_limit, body_limit, body_memory_limit, spool_dir, block_size,
                        max_pipelined, header_timeout, keepalive_timeout, io_timeout, body_min_rate,
-                       shutdown_timeout, drain_grace, defer_limit, backlog, handle_signals, server_header,
+                       shutdown_timeout, drain_grace, busy_release, defer_limit, backlog, handle_signals, server_header,
                        latency_histogram))
 
 }  // namespace fapws

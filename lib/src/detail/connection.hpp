@@ -10,6 +10,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -119,6 +120,12 @@ public:
     // A body_reader took bytes (route_options::stream_body).
     void reader_drained();
     server::impl& owner() const noexcept { return srv_; }
+    // config::busy_release (busy_watch.cpp, its thread, under the
+    // keep-alive list's mutex): this idle connection got a FIN; it closes on
+    // its next event without reading.
+    int socket() const noexcept { return fd_; }
+    bool released() const noexcept { return released_.load(std::memory_order_relaxed); }
+    void release_idle() noexcept { released_.store(true, std::memory_order_relaxed); }
     static constexpr std::uint8_t st_closed_v = 3;
 
 private:
@@ -197,6 +204,7 @@ private:
     bool linger_ = false;         // unread input may remain: drain before close
     bool spool_failed_ = false;   // the body could not be spooled: 500, not 413
     bool proxy_pending_ = false;  // a PROXY protocol header comes first
+    std::atomic<bool> released_{false};  // busy_watch gave this idle connection a FIN
     bool peer_is_v6_ = false;     // the PROXY header named an IPv6 client
     unsigned char peer_v6_[16] = {};
     // Edge-triggered readiness, remembered until a system call says otherwise.

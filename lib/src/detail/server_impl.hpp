@@ -3,6 +3,7 @@
 
 #include <fapws/server.hpp>
 
+#include "busy_watch.hpp"
 #include "connection.hpp"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -86,6 +87,7 @@ public:
     std::vector<std::weak_ptr<detail::timer_state>> timers_;
 
     detail::timeout_list lists_[detail::wait_lists];
+    detail::busy_watch busy_;  // config::busy_release
     steady_timer sweep_timer_;
     std::int64_t sweep_at_ = 0;  // 0: not armed
 

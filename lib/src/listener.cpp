@@ -1,5 +1,7 @@
 #include "detail/listener.hpp"
 
+#include "detail/server_impl.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace fapws::detail {
@@ -252,3 +255,81 @@ void listener::on_ready(error_code ec)
 }
 
 }  // namespace fapws::detail
+
+namespace fapws {
+
+// ------------------------------------------------------------ listen specs
+
+listener_info server::listen(std::string_view spec, const listen_options& opt)
+{
+    std::string s(spec);
+    if (s.rfind("unix:", 0) == 0)
+        return listen_unix(s.substr(5), opt);
+    if (s.rfind("fd:", 0) == 0 || s.rfind("fd://", 0) == 0) {
+        std::string n = s.substr(s.find_first_of("0123456789") == std::string::npos ? s.size() : s.find_first_of("0123456789"));
+        char* end = nullptr;
+        long fd = std::strtol(n.c_str(), &end, 10);
+        if (n.empty() || *end || fd < 0)
+            throw setup_error("invalid listen address '" + s + "' (expected fd:N)");
+        return listen_fd(static_cast<int>(fd), opt);
+    }
+    std::string host, port;
+    if (!s.empty() && s[0] == '[') {
+        auto close = s.find(']');
+        if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':')
+            throw setup_error("invalid listen address '" + s + "' (expected [IPv6]:PORT)");
+        host = s.substr(1, close - 1);
+        port = s.substr(close + 2);
+    } else {
+        auto colon = s.rfind(':');
+        if (colon == std::string::npos)
+            throw setup_error("invalid listen address '" + s + "' (expected HOST:PORT, unix:PATH or fd:N)");
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+    }
+    char* end = nullptr;
+    long p = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end || p < 0 || p > 65535)
+        throw setup_error("invalid port '" + port + "' in '" + s + "'");
+    return listen_tcp(host, static_cast<std::uint16_t>(p), opt);
+}
+
+listener_info server::listen_tcp(const std::string& host, std::uint16_t port, const listen_options& opt)
+{
+    listener_info info;
+    int fd = detail::open_tcp(host, port, opt, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info);
+    info.proxy_protocol = opt.proxy_protocol;
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+listener_info server::listen_unix(const std::string& path, const listen_options& opt)
+{
+    listener_info info;
+    std::string unlink_path;
+    int fd = detail::open_unix(path, opt.backlog > 0 ? opt.backlog : impl_->cfg_.backlog, info, unlink_path);
+    info.url_scheme = opt.url_scheme;
+    info.proxy_protocol = opt.proxy_protocol;
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, unlink_path));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+listener_info server::listen_fd(int fd, const listen_options& opt)
+{
+    listener_info info;
+    detail::adopt_fd(fd, info);
+    info.url_scheme = opt.url_scheme;
+    info.proxy_protocol = opt.proxy_protocol;
+    if (info.address.empty())
+        info.address = "fd:" + std::to_string(fd);
+    impl_->listeners_.push_back(std::make_unique<detail::listener>(*impl_, fd, info, std::string()));
+    if (impl_->running_)
+        impl_->listeners_.back()->start();
+    return info;
+}
+
+}  // namespace fapws

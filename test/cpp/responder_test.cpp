@@ -287,6 +287,14 @@ struct upload_reader : std::enable_shared_from_this<upload_reader> {
     std::uint64_t n = 0, sum = 0;
 };
 
+// Polls (up to 1 s) until the loop thread made `done` true.
+template <typename F>
+void wait_until(F done)
+{
+    for (int i = 0; i < 200 && !done(); ++i)
+        std::this_thread::sleep_for(5ms);
+}
+
 std::string pattern(std::size_t n)
 {
     std::string s(n, '\0');
@@ -728,8 +736,7 @@ BOOST_AUTO_TEST_CASE(a_streamed_upload_creates_no_spool_file)
     // The handler runs once the head is complete, before the body.
     c.send("PUT /stream HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" +
            big.substr(0, 1));
-    for (int i = 0; i < 200 && st.called.load() == 0; ++i)
-        std::this_thread::sleep_for(5ms);
+    wait_until([&] { return st.called.load() != 0; });
     BOOST_TEST(st.called.load() == 1);
     c.send(big.substr(1));
     reply r = c.read();
@@ -778,8 +785,7 @@ BOOST_AUTO_TEST_CASE(an_answer_before_the_body_end_closes_after_it)
     BOOST_TEST(r.status == 413);
     BOOST_TEST(r.headers["connection"] == "close");
     BOOST_TEST(c.closed_by_peer());
-    for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
-        std::this_thread::sleep_for(5ms);
+    wait_until([&] { return st.last_error.load() != 0; });
     BOOST_TEST(st.last_error.load() == int(async_error::already_completed));
 }
 
@@ -804,13 +810,11 @@ BOOST_AUTO_TEST_CASE(a_body_past_the_route_limit_is_refused)
         // Chunked past the limit: the client gets 413, the reader body_refused.
         client c(s.port());
         c.send("PUT /limited HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + pattern(512) + "\r\n");
-        for (int i = 0; i < 200 && st.called.load() < 2; ++i)
-            std::this_thread::sleep_for(5ms);
+        wait_until([&] { return st.called.load() >= 2; });
         c.send("200\r\n" + pattern(512) + "\r\n0\r\n\r\n");
         reply r = c.read();
         BOOST_TEST(r.status == 413);
-        for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
-            std::this_thread::sleep_for(5ms);
+        wait_until([&] { return st.last_error.load() != 0; });
         BOOST_TEST(st.last_error.load() == int(async_error::body_refused));
     }
 }
@@ -822,11 +826,9 @@ BOOST_AUTO_TEST_CASE(a_client_that_leaves_mid_body_ends_the_read)
     {
         client c(s.port());
         c.send("PUT /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + pattern(5000));
-        for (int i = 0; i < 200 && st.called.load() == 0; ++i)
-            std::this_thread::sleep_for(5ms);
+        wait_until([&] { return st.called.load() != 0; });
     }
-    for (int i = 0; i < 200 && st.last_error.load() == 0; ++i)
-        std::this_thread::sleep_for(5ms);
+    wait_until([&] { return st.last_error.load() != 0; });
     BOOST_TEST(st.last_error.load() == int(async_error::client_gone));
     // Pipelined: a streamed body, then a plain request, in order.
     client c(s.port());

@@ -54,6 +54,45 @@ private:
     int left_;
 };
 
+// Reads a streamed body 7 bytes at a time; answers with the count at the
+// end, or (early) after the first read, then keeps reading until an error.
+struct upload : std::enable_shared_from_this<upload> {
+    upload(fapws::responder r, bool early) : r(std::move(r)), body(this->r.read_body()), early(early) {}
+    static void start(fapws::responder r, bool early)
+    {
+        auto u = std::make_shared<upload>(std::move(r), early);
+        if (u->body)
+            u->read();
+        else
+            u->answer();  // a request without a body
+    }
+    void read()
+    {
+        body.async_read_some(boost::asio::buffer(buf), [self = shared_from_this()](fapws::error_code ec, std::size_t n) {
+            self->got += n;
+            if (self->early && !self->answered)
+                self->answer();
+            if (!ec)
+                return self->read();
+            if (ec == boost::asio::error::eof && !self->answered)
+                self->answer();
+        });
+    }
+    void answer()
+    {
+        answered = true;
+        fapws::response res;
+        res.body("got " + std::to_string(got) + "\n");
+        r.send(std::move(res));
+    }
+    fapws::responder r;
+    fapws::body_reader body;
+    bool early;
+    bool answered = false;
+    std::uint64_t got = 0;
+    char buf[7];
+};
+
 struct harness {
     fapws::server srv;
     std::uint16_t port = 0;
@@ -106,6 +145,15 @@ struct harness {
                 w->async_write("two\n", [w](fapws::error_code) { w->async_finish([w](fapws::error_code) {}); });
             });
         });
+        // Streamed request bodies (route_options::stream_body): read to the
+        // end in small reads, answered after its first read, or capped.
+        fapws::route_options streamed;
+        streamed.stream_body = true;
+        srv.route("/upload", [](fapws::responder r) { upload::start(std::move(r), false); }, streamed);
+        srv.route("/upload-early", [](fapws::responder r) { upload::start(std::move(r), true); }, streamed);
+        fapws::route_options capped = streamed;
+        capped.body_limit = 100;
+        srv.route("/upload-capped", [](fapws::responder r) { upload::start(std::move(r), false); }, capped);
         srv.route("/smuggled", [](const fapws::request& req, fapws::response& res) {
             // Reached only as a request of its own; a body parsed as a
             // request would come with no Host of its own or after a 400.
@@ -269,7 +317,7 @@ const std::vector<std::string> tokens = {
     "Host: x\r\n", "%00", "%2e%2e/", "/../", "chunked", "gzip, chunked", ";ext=1",
     "\r\n ", "\r\n\t", "|~|", "chunked, chunked", "identity, ", ",,", "0\r\nX-T: 1\r\n\r\n",
     "http://a.example", "x://y", "* ", "CONNECT ", "OPTIONS ", "/informational", "\x85", "\xa0", "@",
-    "/async", "/push",
+    "/async", "/push", "/upload", "/upload-early", "/upload-capped",
     std::string(3000, 'A'), std::string(9000, 'B'),
 };
 

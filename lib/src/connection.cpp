@@ -4,6 +4,7 @@
 // heap `flight` that lives only as long as that request.
 #include "detail/clock.hpp"
 #include "detail/exchange.hpp"
+#include "detail/framing.hpp"
 #include "detail/server_impl.hpp"
 
 #include <boost/asio/associated_executor.hpp>
@@ -119,11 +120,6 @@ bool well_formed_version(const char* p, std::size_t n) noexcept
         return false;
     return v.substr(0, 5) == "HTTP/" && std::isdigit(static_cast<unsigned char>(v[5])) && v[6] == '.' &&
            std::isdigit(static_cast<unsigned char>(v[7])) && all.substr(0, eol).find('\n') == std::string_view::npos;
-}
-
-bool body_allowed(int status) noexcept
-{
-    return status >= 200 && status != 204 && status != 304;
 }
 
 }  // namespace
@@ -1096,16 +1092,12 @@ bool connection::emit(request& req, response& res, std::string& out)
     }
 
     const int status = res.status_;
-    const bool allowed = body_allowed(status);
     std::optional<std::uint64_t> declared = res.content_length_ ? res.content_length_ : actual;
-    bool chunked = false;
-    bool keep = req.keep_alive_ && !res.close_ && !closing_ && !draining_ && !srv_.stopping_;
-    if (allowed && !declared) {
-        if (req.version_ == 11)
-            chunked = true;
-        else
-            keep = false;  // HTTP/1.0: the body ends when the connection does
-    }
+    const framing fr = frame(status, req.version_, req.keep_alive_,
+                             res.close_ || closing_ || draining_ || srv_.stopping_, declared);
+    const bool allowed = fr.body;
+    const bool chunked = fr.chunked;
+    const bool keep = fr.keep;
 
     out.append("HTTP/1.1 "sv);
     append_uint(out, static_cast<std::uint64_t>(status));
@@ -1120,14 +1112,12 @@ bool connection::emit(request& req, response& res, std::string& out)
     if (!res.has_date_)
         out.append(date_line());
     out.append(res.fields_);
-    if (allowed) {
-        if (declared) {
-            out.append("Content-Length: "sv);
-            append_uint(out, *declared);
-            out.append("\r\n"sv);
-        } else if (chunked) {
-            out.append("Transfer-Encoding: chunked\r\n"sv);
-        }
+    if (fr.length) {
+        out.append("Content-Length: "sv);
+        append_uint(out, *declared);
+        out.append("\r\n"sv);
+    } else if (chunked) {
+        out.append("Transfer-Encoding: chunked\r\n"sv);
     }
     if (!keep)
         out.append("Connection: close\r\n"sv);

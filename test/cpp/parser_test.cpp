@@ -5,12 +5,14 @@
 // handed over whole (the connection's scan_head guarantees it), the body in
 // whatever pieces arrive. The loopback replay (requests_test) covers the
 // connection around it.
+#include "../../lib/src/detail/framing.hpp"
 #include "../../lib/src/detail/parser.hpp"
 
 #include "corpus.hpp"
 
 #include <boost/test/unit_test.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -140,6 +142,46 @@ BOOST_AUTO_TEST_CASE(a_chunked_body_parsed_a_byte_at_a_time_keeps_its_bytes_and_
     BOOST_TEST(whole.fields.size() == 2u);  // Host and Transfer-Encoding: the trailer stays out
     for (std::size_t k = 1; k < req.size(); ++k)
         BOOST_TEST((parse(req, k) == whole), "split at " << k);
+}
+
+
+
+// The response framing decision (detail/framing.hpp), case by case.
+BOOST_AUTO_TEST_CASE(response_framing_table)
+{
+    struct row {
+        int status, version;
+        bool keep_asked, must_close;
+        std::optional<std::uint64_t> declared;
+        bool body, length, chunked, keep;
+    };
+    const row rows[] = {
+        // A length known: Content-Length, keep-alive as asked.
+        {200, 11, true, false, 5, true, true, false, true},
+        {200, 10, true, false, 5, true, true, false, true},
+        {200, 11, false, false, 5, true, true, false, false},
+        {200, 11, true, true, 5, true, true, false, false},
+        // Unknown length: chunked in 1.1; in 1.0 the close ends the body.
+        {200, 11, true, false, std::nullopt, true, false, true, true},
+        {200, 10, true, false, std::nullopt, true, false, false, false},
+        {500, 11, true, true, std::nullopt, true, false, true, false},
+        // No body whatever was declared: 204, 304 (and 1xx, never final).
+        {204, 11, true, false, 10, false, false, false, true},
+        {304, 10, true, false, std::nullopt, false, false, false, true},
+        {101, 11, true, false, std::nullopt, false, false, false, true},
+        {200, 11, true, false, 0, true, true, false, true},
+    };
+    for (const row& r : rows) {
+        const framing f = frame(r.status, r.version, r.keep_asked, r.must_close, r.declared);
+        BOOST_TEST_CONTEXT("status " << r.status << " HTTP/" << r.version / 10 << "." << r.version % 10
+                                     << " keep " << r.keep_asked << " close " << r.must_close)
+        {
+            BOOST_TEST(f.body == r.body);
+            BOOST_TEST(f.length == r.length);
+            BOOST_TEST(f.chunked == r.chunked);
+            BOOST_TEST(f.keep == r.keep);
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -388,7 +388,7 @@ def _alive(s):
 
 GOALS = [
     ("C++ hello handler: CPU/request <= 1.0x nginx return 200", "fapws-cpp", "hello", "nginx", "hello", 1.0),
-    ("WSGI hello: CPU/request <= 1.10x nginx return 200", "fapws-wsgi", "hello", "nginx", "hello", 1.10),
+    ("WSGI hello: CPU/request <= 1.00x nginx return 200", "fapws-wsgi", "hello", "nginx", "hello", 1.00),
     ("Static 1 KiB: CPU/request <= 1.0x nginx", "fapws-static", "static-1k", "nginx", "static-1k", 1.0),
     ("Static 50 KiB: CPU/request <= 1.0x nginx", "fapws-static", "static-50k", "nginx", "static-50k", 1.0),
     ("Static via Server.static (Python) 1 KiB <= fapws-static", "fapws-wsgi", "static-1k", "fapws-static", "static-1k", 1.05),

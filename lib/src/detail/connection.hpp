@@ -149,6 +149,7 @@ private:
     bool streams_body(const request_parser& ps) const noexcept;
     void start_body_stream(const char* end, bool done);
     void cut_body_stream() noexcept;
+    void end_body_stream(error_code why) noexcept;
     std::unique_ptr<exchange> adopt(request& req, request_body& body);
     void park(std::unique_ptr<exchange> ex, response&& res);
     bool paused_body() const noexcept;

@@ -52,7 +52,12 @@ def _seconds(text):
 
 
 def _seconds_or_zero(text):
-    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return _seconds(text)  # its checks and messages
 
 
 def _workers(text):
@@ -264,10 +269,9 @@ def settings_table():
             default = ""
         else:
             default = f"`{a.default}`"
-        text = (a.help or "") % {"default": a.default} if "%(" in (a.help or "") else (a.help or "")
-        text = text.replace("%%", "%").replace("|", "\\|")
-        key = "app" if a.dest == "app" else a.dest
-        rows.append(f"| `{flags}` | `{key}`, `FAPWS_{a.dest.upper()}` | {default} | {text} |")
+        # Help strings are %-formatted, as argparse prints them.
+        text = ((a.help or "") % {"default": a.default}).replace("|", "\\|")
+        rows.append(f"| `{flags}` | `{a.dest}`, `FAPWS_{a.dest.upper()}` | {default} | {text} |")
     return "\n".join(rows) + "\n"
 
 

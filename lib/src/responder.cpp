@@ -73,8 +73,14 @@ void body_stream::deliver(std::string_view bytes)
     }
     if (bytes.empty())
         return;
+    // Drop what was read, so buf holds about what waits (under the
+    // connection's high-water mark plus a read), not the whole body: a
+    // reader that never quite catches up would otherwise keep every byte.
     if (pos == buf.size()) {
         buf.clear();
+        pos = 0;
+    } else if (pos >= buf.size() / 2) {
+        buf.erase(0, pos);  // moves at most what was read: amortised
         pos = 0;
     }
     buf.append(bytes);

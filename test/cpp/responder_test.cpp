@@ -326,6 +326,10 @@ void upload_routes(server& s, upload_stats& st)
         ++st.called;
         std::make_shared<upload_reader>(std::move(r), st, 10ms)->read();
     }, o);
+    s.route("/paced-stream", [&st](responder r) {
+        ++st.called;
+        std::make_shared<upload_reader>(std::move(r), st, 1ms)->read();
+    }, o);
     route_options lim = o;
     lim.body_limit = 1000;
     s.route("/limited", [&st](responder r) {
@@ -773,6 +777,26 @@ BOOST_AUTO_TEST_CASE(a_slow_reader_holds_its_client_back)
     // 64 KiB) waits in the server, not the 4 MiB the client sends.
     BOOST_TEST(st.most_waiting.load() <= 160 * 1024, "waiting: " << st.most_waiting.load());
     BOOST_TEST(st.most_waiting.load() > 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_reader_that_never_catches_up_holds_no_more_than_waits)
+{
+    // The client outpaces the reader for the whole upload, so what waits is
+    // never fully read: the server must still drop what was read.
+    upload_stats st;
+    running_server s(running_server::quiet(), [&st](server& srv) { upload_routes(srv, st); });
+    const std::string body = pattern(12 * 1024 * 1024);
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    client c(s.port());
+    c.send("PUT /paced-stream HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    auto sent = std::async(std::launch::async, [&] { c.send(body); });
+    sent.wait();
+    reply r = c.read();
+    ::getrusage(RUSAGE_SELF, &after);
+    BOOST_TEST(r.body == expected_sum(body));
+    const long grew_kib = after.ru_maxrss - before.ru_maxrss;
+    BOOST_TEST(grew_kib < 6 * 1024, "peak RSS grew " << grew_kib << " KiB for a 12 MiB upload");
 }
 
 BOOST_AUTO_TEST_CASE(an_answer_before_the_body_end_closes_after_it)

@@ -65,6 +65,8 @@ class head_writer {
 public:
     void add(std::string_view s) noexcept
     {
+        if (s.empty())
+            return;  // an empty view may have no data(): never memcpy from it
         assert(n_ < parts_.size());
         parts_[n_++] = s;
         len_ += s.size();

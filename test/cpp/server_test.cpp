@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <thread>
 
 using namespace fapws;
@@ -32,6 +33,7 @@ struct embedder {
     std::thread thread;
     std::atomic<int> ticks{0};
     net::steady_timer tick{ioc};
+    bool ticking = true;  // read and written on the loop only
 
     explicit embedder(std::function<void(server&)> setup)
     {
@@ -45,7 +47,7 @@ struct embedder {
     {
         tick.expires_after(10ms);
         tick.async_wait([this](error_code ec) {
-            if (ec)
+            if (ec || !ticking)
                 return;
             ++ticks;
             every_10ms();
@@ -53,11 +55,16 @@ struct embedder {
     }
     // async_stop from another thread; the embedder stops its own timer, and
     // then its run() must return: nothing of ours is left in its io_context.
+    // cancel() alone is not enough: a wait that already expired has its
+    // handler queued with success and would arm the timer again.
     void stop()
     {
         auto done = srv.async_stop(net::use_future);
-        done.wait_for(5s);
-        net::post(ioc, [this] { tick.cancel(); });
+        BOOST_TEST((done.wait_for(5s) == std::future_status::ready));
+        net::post(ioc, [this] {
+            ticking = false;
+            tick.cancel();
+        });
         thread.join();
     }
 };

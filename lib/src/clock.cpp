@@ -11,7 +11,13 @@ constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 std::time_t coarse_now() noexcept
 {
     timespec ts;
-    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+#if defined(CLOCK_REALTIME_COARSE)
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // Linux: no system call, tick resolution
+#elif defined(CLOCK_REALTIME_FAST)
+    ::clock_gettime(CLOCK_REALTIME_FAST, &ts);  // FreeBSD's name for the same
+#else
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+#endif
     return ts.tv_sec;
 }
 

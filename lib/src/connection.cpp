@@ -6,6 +6,7 @@
 #include "detail/exchange.hpp"
 #include "detail/framing.hpp"
 #include "detail/server_impl.hpp"
+#include "detail/sys.hpp"
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
@@ -22,8 +23,6 @@
 #include <system_error>
 
 #include <arpa/inet.h>
-#include <sys/epoll.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -270,7 +269,8 @@ connection::connection(server::impl& srv, int fd, const listener_info& where,
 
 // An idle connection: this object in a 112-byte malloc chunk; the kernel
 // keeps the epoll registration (issue #2's budget is 400 bytes of RSS).
-static_assert(sizeof(connection) <= 104, "an idle connection must fit a 112-byte malloc chunk");
+static_assert(sizeof(connection) <= (own_reactor ? 104 : 112),
+              "an idle connection must fit a 112-byte malloc chunk (120 in the portable build)");
 
 connection::~connection()
 {
@@ -281,6 +281,7 @@ connection::~connection()
 void connection::start()
 {
     conn_ref hold(*this);
+#if FAPWS_REACTOR_EPOLL
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = this;
@@ -290,6 +291,17 @@ void connection::start()
         state_ = st_closed;
         return;
     }
+#else
+    try {
+        sock_ = std::make_unique<descriptor>(srv_.ioc_.get_executor(), fd_);
+    } catch (const std::exception& e) {
+        log_error(std::string("cannot register a connection with the reactor: ") + e.what());
+        ::close(fd_);
+        state_ = st_closed;
+        return;
+    }
+    writable_ = true;  // a new socket takes bytes; epoll says so with a first edge
+#endif
     add_ref();  // held by the registration; close() drops it
     srv_.opened(*this);
     schedule(wait_list::header);
@@ -300,11 +312,11 @@ void connection::on_event(std::uint32_t ev)
 {
     if (state_ == st_closed)
         return;
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (ev & (ev_in | ev_hup))
         readable_ = true;
-    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (ev & ev_hup)
         eof_ = true;
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+    if (ev & (ev_out | ev_hup))
         writable_ = true;
     if (wait_ == wait_in && readable_) {
         wait_ = wait_none;
@@ -319,6 +331,44 @@ void connection::on_event(std::uint32_t ev)
     }
 }
 
+#if FAPWS_REACTOR_EPOLL
+// The registration is permanent: nothing to arm.
+inline void connection::watch(bool) {}
+#else
+// One Asio wait for what the connection waits on, unless one is pending.
+void connection::watch(bool write)
+{
+    const std::uint8_t bit = write ? 2 : 1;
+    if ((armed_ & bit) || state_ == st_closed)
+        return;
+    armed_ |= bit;
+    add_ref();  // the pending wait's; a wait cancelled by close() drops it too
+    sock_->async_wait(write ? descriptor::wait_write : descriptor::wait_read, [this, bit](error_code ec) {
+        conn_ref hold(*this);
+        release();
+        armed_ &= static_cast<std::uint8_t>(~bit);
+        if (ec || state_ == st_closed)
+            return;
+        // The loop said it was idle before blocking in the io_context; this
+        // handler is a turn of its own (config::busy_release).
+        if (srv_.busy_.on())
+            srv_.busy_.turn(now_ms());
+        std::uint32_t ev = bit == 2 ? ev_out : ev_in;
+        if (bit == 1 && wait_ == wait_on_app) {
+            // Watching for the peer leaving: readable is EOF or an error
+            // unless a byte is there to read.
+            char c;
+            ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                ev |= ev_hup;
+            else if (n < 0)
+                return watch(false);  // nothing after all
+        }
+        on_event(ev);
+    });
+}
+#endif
+
 // Waits cost no system call: the registration is permanent. What arrived
 // while the connection was busy is in readable_, so it reads at once (after
 // the other connections had their turn).
@@ -327,6 +377,7 @@ void connection::wait_read()
     if (readable_)
         return post<&connection::readable>();
     wait_ = wait_in;
+    watch(false);
 }
 
 // Called right after send() said EAGAIN: an EPOLLOUT edge will follow.
@@ -335,6 +386,7 @@ void connection::wait_write()
     schedule(wait_list::io);
     writable_ = false;
     wait_ = wait_out;
+    watch(true);
 }
 
 void connection::readable()
@@ -485,7 +537,7 @@ namespace {
 // systems, e.g. older overlayfs or NFS).
 int open_spool(const std::string& dir)
 {
-#ifdef O_TMPFILE
+#if defined(O_TMPFILE) && FAPWS_REACTOR_EPOLL
     int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
         return fd;
@@ -1334,7 +1386,7 @@ void connection::flush()
         if (fl_ && fl_->out_pos < fl_->out.size()) {
             fl_->out.append(out);
         } else {
-            ssize_t w = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
+            ssize_t w = ::send(fd_, out.data(), out.size(), send_flags);
             if (w < 0) {
                 if (errno != EAGAIN && errno != EINTR) {
                     out.clear();
@@ -1381,7 +1433,7 @@ void connection::proceed()
             if (eof_)
                 return close();
             wait_ = wait_on_app;
-            return;
+            return watch(false);
         }
         if (fl_->parser || fl_->partial_head)
             return wait_read();  // a partial request: its timeout is already set
@@ -1423,7 +1475,7 @@ void connection::pump()
     schedule(wait_list::io);
     for (;;) {
         while (f.out_pos < f.out.size()) {
-            ssize_t w = ::send(fd, f.out.data() + f.out_pos, f.out.size() - f.out_pos, MSG_NOSIGNAL);
+            ssize_t w = ::send(fd, f.out.data() + f.out_pos, f.out.size() - f.out_pos, send_flags);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
@@ -1469,7 +1521,7 @@ void connection::pump()
         case flight::body_kind::pushed:
             break;
         case flight::body_kind::view:
-            w = ::send(fd, f.view.data(), std::min(f.view.size(), write_quantum), MSG_NOSIGNAL);
+            w = ::send(fd, f.view.data(), std::min(f.view.size(), write_quantum), send_flags);
             if (w > 0) {
                 f.view.remove_prefix(static_cast<std::size_t>(w));
                 if (f.view.empty())
@@ -1477,8 +1529,8 @@ void connection::pump()
             }
             break;
         case flight::body_kind::file:
-            w = ::sendfile(fd, f.file_fd, &f.file_off,
-                           static_cast<std::size_t>(std::min<std::uint64_t>(f.left, sendfile_quantum)));
+            w = send_file(fd, f.file_fd, &f.file_off,
+                          static_cast<std::size_t>(std::min<std::uint64_t>(f.left, sendfile_quantum)));
             if (w == 0) {
                 log_error("file shrank while being sent; connection closed");
                 return close();
@@ -1600,7 +1652,7 @@ void connection::on_timeout() noexcept
             static constexpr std::string_view msg =
                 "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
             [[maybe_unused]] auto r = ::send(fd_, msg.data(), msg.size(),
-                                             MSG_NOSIGNAL | MSG_DONTWAIT);
+                                             send_flags | MSG_DONTWAIT);
         }
         break;
     case wait_list::keepalive: ++st.timeouts_keepalive; break;
@@ -1643,6 +1695,12 @@ void connection::close() noexcept
     srv_.untrack(*this);
     fail_async(srv_.stopping_ ? async_error::server_stopping : async_error::client_gone);
     drop_flight();
+#if !FAPWS_REACTOR_EPOLL
+    if (sock_) {
+        sock_->release();  // leaves Asio's reactor; pending waits end with operation_aborted
+        sock_.reset();
+    }
+#endif
     ::close(fd_);  // leaves the epoll set with it
     srv_.closed(*this);
     --refs_;  // the registration's reference; `hold` ends last and may delete this
@@ -1933,6 +1991,7 @@ void connection::wait_app()
     if (eof_)
         return close();  // the peer left already
     wait_ = wait_on_app;
+    watch(false);
 }
 
 // The connection closes with an answer pending: tell whoever waits.

@@ -1,6 +1,7 @@
 #include "detail/listener.hpp"
 
 #include "detail/server_impl.hpp"
+#include "detail/sys.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -86,7 +87,7 @@ int open_tcp(const std::string& host, std::uint16_t port, const listen_options& 
     int err = 0;
     int fd = -1;
     for (addrinfo* a = res; a; a = a->ai_next) {
-        fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        fd = open_socket(a->ai_family);
         if (fd < 0) {
             err = errno;
             continue;
@@ -125,6 +126,8 @@ int open_unix(const std::string& path, int backlog, listener_info& info, std::st
     std::memcpy(un.sun_path, path.data(), path.size());
     socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
     const bool abstract = path[0] == '@';
+    if (abstract && !abstract_sockets)
+        throw setup_error("cannot listen on unix:" + path + ": abstract socket names exist on Linux only");
     if (abstract) {
         un.sun_path[0] = '\0';
     } else {
@@ -134,7 +137,7 @@ int open_unix(const std::string& path, int backlog, listener_info& info, std::st
             if (!S_ISSOCK(st.st_mode))
                 throw setup_error("cannot listen on unix:" + path + ": exists and is not a socket");
             // A socket file left by a dead server is removed; a live one is in use.
-            int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            int probe = ::socket(AF_UNIX, SOCK_STREAM, 0);  // closed below, before any fork
             bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&un), len) == 0;
             if (probe >= 0)
                 ::close(probe);
@@ -143,7 +146,7 @@ int open_unix(const std::string& path, int backlog, listener_info& info, std::st
             ::unlink(path.c_str());
         }
     }
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = open_socket(AF_UNIX);
     if (fd < 0)
         fail("cannot create a UNIX socket", errno);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0 || ::listen(fd, backlog) != 0) {
@@ -210,7 +213,7 @@ void listener::on_ready(error_code ec)
     for (int i = 0; i < 64; ++i) {
         sockaddr_storage ss;
         socklen_t len = sizeof ss;
-        int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept_socket(lfd, reinterpret_cast<sockaddr*>(&ss), &len);
         if (fd < 0) {
             int err = errno;
             if (err == EAGAIN)

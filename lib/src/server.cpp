@@ -9,7 +9,6 @@
 #include <boost/asio/post.hpp>
 
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -106,6 +105,8 @@ server::impl::~impl()
 
 void server::impl::open_epoll()
 {
+    if constexpr (!detail::own_reactor)
+        return;  // each connection waits through Asio's reactor
     if (ep_) {
         error_code ec;
         ep_->close(ec);
@@ -120,6 +121,9 @@ void server::impl::open_epoll()
 
 std::size_t server::impl::poll_io()
 {
+#if !FAPWS_REACTOR_EPOLL
+    return 0;  // connection events are io_context handlers
+#else
     epoll_event evs[poll_batch];
     int n = ::epoll_wait(epfd_, evs, poll_batch, 0);
     if (n <= 0)
@@ -134,6 +138,7 @@ std::size_t server::impl::poll_io()
         c->release();
     }
     return static_cast<std::size_t>(n);
+#endif
 }
 
 std::size_t server::impl::run_ready()
@@ -150,7 +155,7 @@ std::size_t server::impl::run_ready()
 
 void server::impl::arm_io()
 {
-    if (ep_armed_)
+    if (ep_armed_ || !ep_)
         return;
     ep_armed_ = true;
     // Completes when a connection is ready; the loop then polls the set.
@@ -361,7 +366,7 @@ void server::impl::post_drive()
 
 void server::impl::arm_external()
 {
-    if (ep_armed_ || stopped_)
+    if (ep_armed_ || stopped_ || !ep_)
         return;
     ep_armed_ = true;
     ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {
@@ -646,7 +651,9 @@ void server::run()
         // replies are io_context work: poll it every turn then, so a busy
         // server does not starve them (issue #10).
         const bool app_waits = s.lists_[static_cast<int>(detail::wait_list::app)].size != 0;
-        if (n && !settled && !app_waits && ++turn % 8 != 0)
+        // (The portable build's connection events are io_context handlers:
+        // there it polls the io_context every turn.)
+        if (n && !settled && !app_waits && detail::own_reactor && ++turn % 8 != 0)
             continue;
         if ((n && !settled) || !s.defer_.empty()) {
             n += s.ioc_.poll();

@@ -23,6 +23,20 @@
 
 namespace fapws {
 
+namespace {
+
+// A file's modification time: st_mtim in POSIX 2008, st_mtimespec on macOS.
+const timespec& mtime(const struct stat& st) noexcept
+{
+#ifdef __APPLE__
+    return st.st_mtimespec;
+#else
+    return st.st_mtim;
+#endif
+}
+
+}  // namespace
+
 namespace detail {
 
 struct file_entry {
@@ -101,8 +115,8 @@ std::shared_ptr<file_entry> static_cache::lookup(const std::string& rel, int& er
     }
     if (it != map_.end()) {
         const struct stat& o = it->second->st;
-        if (o.st_ino == st.st_ino && o.st_size == st.st_size && o.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-            o.st_mtim.tv_nsec == st.st_mtim.tv_nsec) {
+        if (o.st_ino == st.st_ino && o.st_size == st.st_size && mtime(o).tv_sec == mtime(st).tv_sec &&
+            mtime(o).tv_nsec == mtime(st).tv_nsec) {
             it->second->checked_ms = now;
             return it->second;
         }
@@ -118,10 +132,10 @@ std::shared_ptr<file_entry> static_cache::lookup(const std::string& rel, int& er
     char tag[80];
     std::snprintf(tag, sizeof tag, "\"%llx-%llx-%llx\"", static_cast<unsigned long long>(e->st.st_ino),
                   static_cast<unsigned long long>(e->st.st_size),
-                  static_cast<unsigned long long>(e->st.st_mtim.tv_sec) * 1000000000ull +
-                      static_cast<unsigned long long>(e->st.st_mtim.tv_nsec));
+                  static_cast<unsigned long long>(mtime(e->st).tv_sec) * 1000000000ull +
+                      static_cast<unsigned long long>(mtime(e->st).tv_nsec));
     e->etag = tag;
-    e->last_modified = http_date(e->st.st_mtim.tv_sec);
+    e->last_modified = http_date(mtime(e->st).tv_sec);
     if (static_cast<std::uint64_t>(e->st.st_size) <= opt_.cache_small_file) {
         e->content.resize(static_cast<std::size_t>(e->st.st_size));
         std::size_t done = 0;
@@ -151,7 +165,7 @@ std::shared_ptr<file_entry> static_cache::variant(const std::string& rel, const 
     bool dir;
     auto v = lookup(rel + ext, err, dir);
     // A variant older than its original is stale: never serve it.
-    if (v && v->st.st_mtim.tv_sec >= orig.st.st_mtim.tv_sec)
+    if (v && mtime(v->st).tv_sec >= mtime(orig.st).tv_sec)
         return v;
     return nullptr;
 }
@@ -496,7 +510,7 @@ void static_files::operator()(const request& req, response& res) const
         not_modified = etag_listed(inm, etag);  // W/"x" lists "x": weak comparison
     } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
         std::time_t t;
-        not_modified = parse_http_date(ims, t) && body->st.st_mtim.tv_sec <= t;
+        not_modified = parse_http_date(ims, t) && mtime(body->st).tv_sec <= t;
     }
     if (not_modified) {
         res.status(304);

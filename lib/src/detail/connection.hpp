@@ -6,6 +6,7 @@
 #include <fapws/server.hpp>
 
 #include "parser.hpp"
+#include "sys.hpp"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -70,6 +71,14 @@ struct flight;
 // (Asio's async_wait re-arms with epoll_ctl on every wait; a reactor
 // operation cannot see EPOLLRDHUP.) The loop polls that set beside the
 // io_context and blocks in the io_context, where the set is one descriptor.
+//
+// The portable build (-Dreactor=asio, detail/sys.hpp) keeps the same
+// remembered readiness, but each wait is one Asio async_wait on the
+// connection's descriptor (watch()), armed only when the connection waits
+// and the flag says nothing is there: level-triggered waits then behave as
+// the edges above. While the application works, a read wait watches for the
+// peer leaving; data pipelined meanwhile ends that watch (the disconnect is
+// then seen at the next read), where epoll's EPOLLRDHUP would still see it.
 class connection final {
 public:
     connection(server::impl& srv, int fd, const listener_info& where,
@@ -129,6 +138,7 @@ public:
     static constexpr std::uint8_t st_closed_v = 3;
 
 private:
+    void watch(bool write);
     void wait_read();
     void wait_write();
     void readable();
@@ -213,6 +223,10 @@ private:
     bool writable_ = false;  // send may take bytes
     bool eof_ = false;       // the peer half-closed (or the socket failed)
     std::uint8_t wait_ = 0;  // what the connection waits for: none, read, write
+#if !FAPWS_REACTOR_EPOLL
+    std::uint8_t armed_ = 0;  // Asio waits pending: 1 read, 2 write
+    std::unique_ptr<descriptor> sock_;
+#endif
 };
 
 }  // namespace detail

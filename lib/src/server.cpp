@@ -155,7 +155,9 @@ std::size_t server::impl::run_ready()
 
 void server::impl::arm_io()
 {
-    if (ep_armed_ || !ep_)
+    if constexpr (!detail::own_reactor)
+        return;  // no set to wait on: connections wait in the io_context
+    if (ep_armed_)
         return;
     ep_armed_ = true;
     // Completes when a connection is ready; the loop then polls the set.
@@ -366,7 +368,9 @@ void server::impl::post_drive()
 
 void server::impl::arm_external()
 {
-    if (ep_armed_ || stopped_ || !ep_)
+    if constexpr (!detail::own_reactor)
+        return;
+    if (ep_armed_ || stopped_)
         return;
     ep_armed_ = true;
     ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {

@@ -103,44 +103,6 @@ server::impl::~impl()
     ep_.reset();  // closes epfd_
 }
 
-void server::impl::open_epoll()
-{
-    if constexpr (!detail::own_reactor)
-        return;  // each connection waits through Asio's reactor
-    if (ep_) {
-        error_code ec;
-        ep_->close(ec);
-        ep_.reset();
-    }
-    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0)
-        throw setup_error(std::string("epoll_create1: ") + std::strerror(errno));
-    ep_.emplace(ioc_.get_executor(), epfd_);
-    ep_armed_ = false;
-}
-
-std::size_t server::impl::poll_io()
-{
-#if !FAPWS_REACTOR_EPOLL
-    return 0;  // connection events are io_context handlers
-#else
-    epoll_event evs[poll_batch];
-    int n = ::epoll_wait(epfd_, evs, poll_batch, 0);
-    if (n <= 0)
-        return 0;
-    // A connection may close another one of this batch (a handler stopping
-    // the server): the references keep each alive until its turn.
-    for (int i = 0; i < n; ++i)
-        static_cast<detail::connection*>(evs[i].data.ptr)->add_ref();
-    for (int i = 0; i < n; ++i) {
-        auto* c = static_cast<detail::connection*>(evs[i].data.ptr);
-        c->on_event(evs[i].events);
-        c->release();
-    }
-    return static_cast<std::size_t>(n);
-#endif
-}
-
 std::size_t server::impl::run_ready()
 {
     if (ready_.empty())
@@ -151,93 +113,6 @@ std::size_t server::impl::run_ready()
     std::size_t n = ready_now_.size();
     ready_now_.clear();
     return n;
-}
-
-void server::impl::arm_io()
-{
-    if constexpr (!detail::own_reactor)
-        return;  // no set to wait on: connections wait in the io_context
-    if (ep_armed_)
-        return;
-    ep_armed_ = true;
-    // Completes when a connection is ready; the loop then polls the set.
-    ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {
-        if (ec != net::error::operation_aborted)
-            ep_armed_ = false;
-    });
-}
-
-void server::impl::track(detail::connection& c, detail::wait_list l) noexcept
-{
-    auto& list = lists_[static_cast<int>(l)];
-    std::unique_lock<std::mutex> g(busy_.list_mutex(), std::defer_lock);
-    if (l == detail::wait_list::keepalive && busy_.on())
-        g.lock();  // busy_watch's thread walks this list
-    c.list_ = l;
-    const std::int64_t now = detail::now_ms();
-    c.enqueued_ = static_cast<std::uint32_t>(now);
-    c.prev_ = list.tail;
-    c.next_ = nullptr;
-    if (list.tail)
-        list.tail->next_ = &c;
-    else
-        list.head = &c;
-    list.tail = &c;
-    ++list.size;
-    const std::int64_t deadline = now + list.timeout_ms;
-    if (sweep_at_ == 0 || deadline < sweep_at_)
-        arm_sweep(deadline);
-}
-
-void server::impl::untrack(detail::connection& c) noexcept
-{
-    if (c.list_ == detail::wait_list::none)
-        return;
-    auto& list = lists_[static_cast<int>(c.list_)];
-    std::unique_lock<std::mutex> g(busy_.list_mutex(), std::defer_lock);
-    if (c.list_ == detail::wait_list::keepalive && busy_.on())
-        g.lock();
-    (c.prev_ ? c.prev_->next_ : list.head) = c.next_;
-    (c.next_ ? c.next_->prev_ : list.tail) = c.prev_;
-    c.prev_ = c.next_ = nullptr;
-    c.list_ = detail::wait_list::none;
-    --list.size;
-}
-
-void server::impl::arm_sweep(std::int64_t deadline)
-{
-    sweep_at_ = deadline;
-    // The coarse clock may lag by a tick: wait a little past the deadline.
-    auto wait = std::chrono::milliseconds(std::max<std::int64_t>(0, deadline - detail::now_ms()) + 5);
-    sweep_timer_.expires_after(wait);
-    sweep_timer_.async_wait([this](error_code ec) {
-        if (ec)
-            return;
-        sweep_at_ = 0;
-        sweep();
-    });
-}
-
-void server::impl::sweep()
-{
-    const std::int64_t now = detail::now_ms();
-    const auto now32 = static_cast<std::uint32_t>(now);
-    std::int64_t next = 0;
-    for (auto& list : lists_) {
-        while (list.head && detail::remaining_ms(list.head->enqueued_, list.timeout_ms, now32) <= 0) {
-            detail::connection* c = list.head;
-            c->add_ref();
-            c->on_timeout();
-            c->release();
-        }
-        if (list.head) {
-            std::int64_t due = now + detail::remaining_ms(list.head->enqueued_, list.timeout_ms, now32);
-            if (next == 0 || due < next)
-                next = due;
-        }
-    }
-    if (next)
-        arm_sweep(next);
 }
 
 void server::impl::opened(detail::connection&) noexcept
@@ -363,20 +238,6 @@ void server::impl::post_drive()
     net::post(ioc_, [this] {
         drive_posted_ = false;
         drive();
-    });
-}
-
-void server::impl::arm_external()
-{
-    if constexpr (!detail::own_reactor)
-        return;
-    if (ep_armed_ || stopped_)
-        return;
-    ep_armed_ = true;
-    ep_->async_wait(net::posix::descriptor_base::wait_read, [this](error_code ec) {
-        ep_armed_ = false;
-        if (!ec)
-            drive();
     });
 }
 

@@ -204,6 +204,23 @@ void listener::close() noexcept
     }
 }
 
+void peer_of(const sockaddr_storage& ss, std::uint32_t& v4, std::uint16_t& port) noexcept
+{
+    v4 = 0;
+    port = 0;
+    if (ss.ss_family == AF_INET) {
+        auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+        v4 = in.sin_addr.s_addr;
+        port = ntohs(in.sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+        if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
+            std::memcpy(&v4, in6.sin6_addr.s6_addr + 12, 4);
+            port = ntohs(in6.sin6_port);
+        }
+    }
+}
+
 void listener::on_ready(error_code ec)
 {
     if (ec || srv_.stopping_)
@@ -235,17 +252,7 @@ void listener::on_ready(error_code ec)
         }
         std::uint32_t v4 = 0;
         std::uint16_t port = 0;
-        if (ss.ss_family == AF_INET) {
-            auto& in = reinterpret_cast<sockaddr_in&>(ss);
-            v4 = in.sin_addr.s_addr;
-            port = ntohs(in.sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            auto& in6 = reinterpret_cast<sockaddr_in6&>(ss);
-            if (IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
-                std::memcpy(&v4, in6.sin6_addr.s6_addr + 12, 4);
-                port = ntohs(in6.sin6_port);
-            }
-        }
+        peer_of(ss, v4, port);
         try {
             auto* c = new connection(srv_, fd, info_, v4, port);
             c->start();
@@ -333,6 +340,32 @@ listener_info server::listen_fd(int fd, const listen_options& opt)
     if (impl_->running_)
         impl_->listeners_.back()->start();
     return info;
+}
+
+bool server::serve_socket(int fd)
+{
+    impl& s = *impl_;
+    if (s.stopping_ || s.stopped_) {
+        ::close(fd);
+        return false;
+    }
+    if (!detail::set_flags(fd)) {
+        int err = errno;
+        ::close(fd);
+        throw setup_error(std::string("serve_socket: ") + std::strerror(err));
+    }
+    detail::no_sigpipe(fd);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        ss.ss_family = AF_UNSPEC;  // an unnamed socketpair end, on some systems
+    std::uint32_t v4 = 0;
+    std::uint16_t port = 0;
+    detail::peer_of(ss, v4, port);
+    const bool tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+    auto* c = new detail::connection(s, fd, tcp ? s.served_tcp_ : s.served_unix_, v4, port);
+    c->start();
+    return true;
 }
 
 }  // namespace fapws

@@ -9,7 +9,12 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <string>
 #include <thread>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 using namespace fapws;
 using namespace fapws::test;
@@ -134,6 +139,70 @@ BOOST_AUTO_TEST_CASE(run_and_start_refuse_the_wrong_kind_of_server)
     BOOST_CHECK_THROW(mine.run(), std::logic_error);
     server own(quiet());
     BOOST_CHECK_THROW(own.start(), std::logic_error);
+}
+
+// A connection driven over a socketpair by the test's own thread: no
+// listener, no server thread; the test runs the io_context itself.
+BOOST_AUTO_TEST_CASE(a_socketpair_end_is_served_with_no_listener_and_no_thread)
+{
+    net::io_context ioc;
+    server srv(ioc, quiet());
+    hello(srv);
+    srv.route("/later", [](responder r) {
+        auto t = std::make_shared<net::steady_timer>(r.get_executor(), 20ms);
+        t->async_wait([t, r = std::move(r)](error_code) mutable {
+            response res;
+            res.body("later\n");
+            r.send(std::move(res));
+        });
+    });
+    srv.start();
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    BOOST_TEST(srv.serve_socket(sv[0]));
+    ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+
+    // Pipelined: a synchronous answer, an asynchronous one, a synchronous
+    // one, in one write; they come back in request order.
+    const std::string reqs = "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                             "GET /later HTTP/1.1\r\nHost: t\r\n\r\n"
+                             "GET /again HTTP/1.1\r\nHost: t\r\n\r\n";
+    BOOST_REQUIRE(::write(sv[1], reqs.data(), reqs.size()) == static_cast<ssize_t>(reqs.size()));
+    std::string got;
+    auto count = [&](std::string_view what) {
+        std::size_t n = 0;
+        for (auto p = got.find(what); p != std::string::npos; p = got.find(what, p + 1))
+            ++n;
+        return n;
+    };
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (count("HTTP/1.1 200") < 3 && std::chrono::steady_clock::now() < deadline) {
+        ioc.run_for(5ms);
+        char buf[4096];
+        for (ssize_t n; (n = ::read(sv[1], buf, sizeof buf)) > 0;)
+            got.append(buf, static_cast<std::size_t>(n));
+    }
+    BOOST_TEST(count("HTTP/1.1 200") == 3u);
+    auto first = got.find("X-Path: /\r\n");
+    auto later = got.find("later\n");
+    auto again = got.find("X-Path: /again");
+    BOOST_TEST((first != std::string::npos && later != std::string::npos && again != std::string::npos));
+    BOOST_TEST((first < later && later < again));
+    BOOST_TEST(srv.counters().connections_open == 1u);
+
+    // The client leaves: the connection closes; then the stop leaves
+    // nothing of ours in the io_context, so run() returns.
+    ::close(sv[1]);
+    deadline = std::chrono::steady_clock::now() + 5s;
+    while (srv.counters().connections_open != 0 && std::chrono::steady_clock::now() < deadline)
+        ioc.run_for(5ms);
+    BOOST_TEST(srv.counters().connections_open == 0u);
+    bool stopped = false;
+    srv.async_stop([&] { stopped = true; });
+    ioc.restart();
+    ioc.run();
+    BOOST_TEST(stopped);
+    BOOST_TEST(!srv.serve_socket(::dup(0)));  // stopped: refused, and closed
 }
 
 BOOST_AUTO_TEST_SUITE_END()

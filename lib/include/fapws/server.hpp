@@ -74,6 +74,12 @@ public:
     // The open listening descriptors, in listen() order; owned by the
     // server (dup one to keep it past stop(), e.g. across an exec).
     std::vector<int> listener_fds() const;
+    // Serves one connected stream socket as if it had been accepted: one
+    // end of a socketpair (a test, or a parent process talking to a child),
+    // a connection handed over with SCM_RIGHTS. The server owns fd from
+    // here and closes it. Call it on the loop thread, or before run() or
+    // start(). False (fd closed) once the server is stopping.
+    bool serve_socket(int fd);
 
     // Handlers, see router.hpp. route("/", h) is the catch-all. Routes are
     // set up before run(); mounting one later, from the loop thread, is safe.

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <sys/socket.h>
+
 namespace fapws::detail {
 
 class listener {
@@ -34,5 +36,8 @@ int open_tcp(const std::string& host, std::uint16_t port, const listen_options& 
              listener_info& info);
 int open_unix(const std::string& path, int backlog, listener_info& info, std::string& unlink_path);
 int adopt_fd(int fd, listener_info& info);
+// The peer's IPv4 address (network order) and port, as connections keep
+// them; 0 and 0 for other peers (request::remote_addr asks getpeername).
+void peer_of(const sockaddr_storage& ss, std::uint32_t& v4, std::uint16_t& port) noexcept;
 
 }  // namespace fapws::detail

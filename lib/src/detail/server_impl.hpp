@@ -130,6 +130,9 @@ public:
     std::optional<steady_timer> grace_timer_;  // closes what is still idle after drain_grace
     void close_idle();
     std::function<void()> before_wait_, after_wait_;
+    // What request::listener() says for server::serve_socket's connections.
+    listener_info served_tcp_{"socket", 0, "http", false, false};
+    listener_info served_unix_{"socket", 0, "http", true, false};
     bool running_ = false;
     bool stopping_ = false;
     bool stopped_ = false;

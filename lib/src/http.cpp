@@ -44,6 +44,20 @@ bool iequals(std::string_view a, std::string_view b) noexcept
     return boost::beast::iequals(a, b);
 }
 
+// s against a lower-case literal of letters and '-', any case, for a
+// caller that checked the length already. OR-ing 0x20 folds A-Z onto a-z
+// and maps nothing else onto a letter; onto '-' only CR, which no header
+// name holds (names are tokens, checked first). Runs for every header of
+// every response, so no table lookups.
+template <std::size_t N>
+bool is_named(std::string_view s, const char (&lower)[N]) noexcept
+{
+    for (std::size_t i = 0; i + 1 < N; ++i)
+        if ((static_cast<unsigned char>(s[i]) | 0x20) != static_cast<unsigned char>(lower[i]))
+            return false;
+    return true;
+}
+
 int hexval(char c) noexcept
 {
     if (c >= '0' && c <= '9')
@@ -279,7 +293,7 @@ void response::header(std::string_view name, std::string_view value)
     // length first: this runs for every header of every response.
     switch (name.size()) {
     case 14:
-        if (iequals(name, "content-length")) {
+        if (is_named(name, "content-length")) {
             std::uint64_t n = 0;
             auto r = std::from_chars(value.data(), value.data() + value.size(), n);
             if (r.ec != std::errc() || r.ptr != value.data() + value.size())
@@ -289,22 +303,22 @@ void response::header(std::string_view name, std::string_view value)
         }
         break;
     case 17:
-        if (iequals(name, "transfer-encoding"))
+        if (is_named(name, "transfer-encoding"))
             return;
         break;
     case 10:
-        if (iequals(name, "connection")) {
-            if (iequals(value, "close"))
+        if (is_named(name, "connection")) {
+            if (value.size() == 5 && is_named(value, "close"))
                 close_ = true;
             return;
         }
         break;
     case 6:
-        if (iequals(name, "server"))
+        if (is_named(name, "server"))
             has_server_ = true;
         break;
     case 4:
-        if (iequals(name, "date"))
+        if (is_named(name, "date"))
             has_date_ = true;
         break;
     default:

@@ -145,6 +145,25 @@ PyObject* wsgi_app::listener_value(const listener_info& l, bool port)
     return v;
 }
 
+PyObject* wsgi_app::last_value::get(std::string_view s)
+{
+    if (!obj || s != text) {
+        PyObject* v = latin1(s);
+        if (!v)
+            return nullptr;
+        Py_XSETREF(obj, v);
+        text.assign(s);
+    }
+    Py_INCREF(obj);
+    return obj;
+}
+
+void wsgi_app::last_value::reset() noexcept
+{
+    Py_CLEAR(obj);
+    text.clear();
+}
+
 PyObject* wsgi_app::build_environ(const request& req)
 {
     PyObject* env = PyDict_Copy(template_.ptr());
@@ -162,12 +181,22 @@ PyObject* wsgi_app::build_environ(const request& req)
         }
     if (!method)
         method = latin1(req.method());
-    if (set_steal(env, names->REQUEST_METHOD, method) < 0 ||
-        set_steal(env, names->PATH_INFO, decoded_path(req.path_info())) < 0 ||
-        set_steal(env, names->QUERY_STRING, latin1(req.query())) < 0)
-        return fail();
     PyObject* uri = latin1(req.target());
-    if (!uri || PyDict_SetItem(env, names->REQUEST_URI, uri) < 0 || set_steal(env, names->RAW_URI, uri) < 0)
+    if (!uri || PyDict_SetItem(env, names->REQUEST_URI, uri) < 0 || PyDict_SetItem(env, names->RAW_URI, uri) < 0) {
+        Py_XDECREF(uri);
+        Py_DECREF(method);
+        return fail();
+    }
+    // A target with no query and nothing to decode is PATH_INFO as it is.
+    PyObject* path = req.path_info().data() == req.target().data() && req.path_info().size() == req.target().size() &&
+                             req.target().find('%') == std::string_view::npos
+                         ? uri
+                         : decoded_path(req.path_info());
+    if (path == uri)
+        Py_INCREF(uri);
+    Py_DECREF(uri);
+    if (set_steal(env, names->REQUEST_METHOD, method) < 0 || set_steal(env, names->PATH_INFO, path) < 0 ||
+        set_steal(env, names->QUERY_STRING, latin1(req.query())) < 0)
         return fail();
     PyObject* proto = req.version() == 10 ? names->http10 : names->http11;
     Py_INCREF(proto);
@@ -177,19 +206,14 @@ PyObject* wsgi_app::build_environ(const request& req)
         return fail();
 
     std::string addr = req.listener().unix_socket ? std::string() : req.remote_addr();
-    if (!last_addr_ || addr != last_addr_text_) {
-        Py_XDECREF(last_addr_);
-        last_addr_ = latin1(addr);
-        last_addr_text_ = addr;
-        if (!last_addr_)
+    if (set_steal(env, names->REMOTE_ADDR, remote_addr_.get(addr)) < 0)
+        return fail();
+    if (!req.listener().unix_socket) {
+        char port[8];
+        auto r = std::to_chars(port, port + sizeof port, req.remote_port());
+        if (set_steal(env, names->REMOTE_PORT, remote_port_.get({port, static_cast<std::size_t>(r.ptr - port)})) < 0)
             return fail();
     }
-    Py_INCREF(last_addr_);
-    if (set_steal(env, names->REMOTE_ADDR, last_addr_) < 0)
-        return fail();
-    if (!req.listener().unix_socket &&
-        set_steal(env, names->REMOTE_PORT, decimal(req.remote_port())) < 0)
-        return fail();
 
     bool had_length = false;
     bool forwarding = false;  // a forwarding header is present (proxies.hpp)
@@ -211,7 +235,8 @@ PyObject* wsgi_app::build_environ(const request& req)
         PyObject* key = header_key(f.name);
         if (!key)
             return fail();
-        PyObject* value = latin1(f.value);
+        PyObject* value = f.name.size() == 4 && boost::beast::iequals(f.name, "host") ? host_.get(f.value)
+                                                                                 : latin1(f.value);
         if (!value) {
             Py_DECREF(key);
             return fail();

@@ -129,7 +129,9 @@ wsgi_app::~wsgi_app()
         Py_DECREF(v.first);
         Py_DECREF(v.second);
     }
-    Py_XDECREF(last_addr_);
+    remote_addr_.reset();
+    remote_port_.reset();
+    host_.reset();
     app_ = pyb::object();
     template_ = pyb::dict();
     file_wrapper_ = pyb::object();

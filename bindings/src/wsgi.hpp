@@ -83,8 +83,16 @@ private:
     std::unordered_map<const listener_info*, std::pair<PyObject*, PyObject*>> listeners_;
     const listener_info* last_listener_ = nullptr;
     std::pair<PyObject*, PyObject*> last_listener_values_{nullptr, nullptr};
-    PyObject* last_addr_ = nullptr;  // REMOTE_ADDR of the last request, reused when equal
-    std::string last_addr_text_;
+    // The last str made for a per-request value, reused while the next
+    // request has the same text: one client's address, port and Host repeat
+    // on every request of its connection.
+    struct last_value {
+        PyObject* obj = nullptr;
+        std::string text;
+        PyObject* get(std::string_view s);  // a new reference, or nullptr
+        void reset() noexcept;
+    };
+    last_value remote_addr_, remote_port_, host_;
 };
 
 // Registers the C-level types (start_response, wsgi.input) on the module.

@@ -156,3 +156,20 @@ def test_without_a_proxy_header_the_connection_is_refused(serve):
 def test_a_proxy_header_on_a_plain_listener_is_a_bad_request(serve):
     s = serve("wsgiapps:environ_app")
     assert _proxied(s.port, b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 8080\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+def test_per_request_values_follow_each_request_on_one_connection_and_across_connections(serve):
+    # REMOTE_ADDR, REMOTE_PORT, HTTP_HOST and PATH_INFO are reused from the
+    # previous request when their text repeats: a change must still show.
+    s = serve("wsgiapps:environ_app")
+    with requests.Session() as a, requests.Session() as b:
+        first = a.get(s.url + "/one", headers={"Host": "a.example"}).json()
+        second = a.get(s.url + "/two?q=1", headers={"Host": "b.example"}).json()
+        third = a.get(s.url + "/th%20ree", headers={"Host": "b.example"}).json()
+        other = b.get(s.url + "/one", headers={"Host": "a.example"}).json()
+    assert (first["HTTP_HOST"], second["HTTP_HOST"], third["HTTP_HOST"]) == ("a.example", "b.example", "b.example")
+    assert (first["PATH_INFO"], second["PATH_INFO"], third["PATH_INFO"]) == ("/one", "/two", "/th ree")
+    assert (first["REQUEST_URI"], second["REQUEST_URI"], third["RAW_URI"]) == ("/one", "/two?q=1", "/th%20ree")
+    assert first["REMOTE_PORT"] == second["REMOTE_PORT"] == third["REMOTE_PORT"]
+    assert other["REMOTE_PORT"] != first["REMOTE_PORT"]
+    assert other["REMOTE_ADDR"] == first["REMOTE_ADDR"] == "127.0.0.1"

@@ -270,7 +270,7 @@ connection::connection(server::impl& srv, int fd, const listener_info& where,
 // An idle connection: this object in a 112-byte malloc chunk; the kernel
 // keeps the epoll registration (issue #2's budget is 400 bytes of RSS).
 static_assert(sizeof(connection) <= (own_reactor ? 104 : 112),
-              "an idle connection must fit a 112-byte malloc chunk (120 in the portable build)");
+              "an idle connection must fit a 112-byte malloc chunk (128 in the portable build)");
 
 connection::~connection()
 {

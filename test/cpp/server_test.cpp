@@ -30,6 +30,17 @@ config quiet()
     return c;
 }
 
+// An asynchronous answer: `body` after `delay`, from a timer on the loop.
+void answer_later(responder r, std::chrono::milliseconds delay, std::string body)
+{
+    auto t = std::make_shared<net::steady_timer>(r.get_executor(), delay);
+    t->async_wait([t, r = std::move(r), body = std::move(body)](error_code) mutable {
+        response res;
+        res.body(std::move(body));
+        r.send(std::move(res));
+    });
+}
+
 // An embedder's io_context, run by its own thread: fapws is one of its users.
 struct embedder {
     net::io_context ioc;
@@ -83,14 +94,7 @@ BOOST_AUTO_TEST_CASE(a_server_on_the_embedders_io_context_serves_beside_its_work
     std::atomic<int> deferred{0};
     embedder e([&](server& s) {
         hello(s);
-        s.route("/slow", [](responder r) {
-            auto t = std::make_shared<net::steady_timer>(r.get_executor(), 50ms);
-            t->async_wait([t, r = std::move(r)](error_code) mutable {
-                response res;
-                res.body("later\n");
-                r.send(std::move(res));
-            });
-        });
+        s.route("/slow", [](responder r) { answer_later(std::move(r), 50ms, "later\n"); });
         s.route("/defer", [&s, &deferred](const request&, response& res) {
             s.defer([&deferred] { ++deferred; });
             res.body("queued\n");
@@ -111,14 +115,7 @@ BOOST_AUTO_TEST_CASE(a_server_on_the_embedders_io_context_serves_beside_its_work
 BOOST_AUTO_TEST_CASE(async_stop_waits_for_a_request_in_flight_and_then_the_embedders_run_returns)
 {
     embedder e([](server& s) {
-        s.route("/slow", [](responder r) {
-            auto t = std::make_shared<net::steady_timer>(r.get_executor(), 100ms);
-            t->async_wait([t, r = std::move(r)](error_code) mutable {
-                response res;
-                res.body("finished\n");
-                r.send(std::move(res));
-            });
-        });
+        s.route("/slow", [](responder r) { answer_later(std::move(r), 100ms, "finished\n"); });
     });
     client c(e.port);
     c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -148,14 +145,7 @@ BOOST_AUTO_TEST_CASE(a_socketpair_end_is_served_with_no_listener_and_no_thread)
     net::io_context ioc;
     server srv(ioc, quiet());
     hello(srv);
-    srv.route("/later", [](responder r) {
-        auto t = std::make_shared<net::steady_timer>(r.get_executor(), 20ms);
-        t->async_wait([t, r = std::move(r)](error_code) mutable {
-            response res;
-            res.body("later\n");
-            r.send(std::move(res));
-        });
-    });
+    srv.route("/later", [](responder r) { answer_later(std::move(r), 20ms, "later\n"); });
     srv.start();
     int sv[2];
     BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);

@@ -137,7 +137,11 @@ int open_unix(const std::string& path, int backlog, listener_info& info, std::st
             if (!S_ISSOCK(st.st_mode))
                 throw setup_error("cannot listen on unix:" + path + ": exists and is not a socket");
             // A socket file left by a dead server is removed; a live one is in use.
-            int probe = ::socket(AF_UNIX, SOCK_STREAM, 0);  // closed below, before any fork
+#ifdef SOCK_CLOEXEC
+            int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#else
+            int probe = ::socket(AF_UNIX, SOCK_STREAM, 0);  // macOS: closed below at once
+#endif
             bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&un), len) == 0;
             if (probe >= 0)
                 ::close(probe);
@@ -349,12 +353,11 @@ bool server::serve_socket(int fd)
         ::close(fd);
         return false;
     }
-    if (!detail::set_flags(fd)) {
+    if (!detail::prepare_socket(fd)) {
         int err = errno;
         ::close(fd);
         throw setup_error(std::string("serve_socket: ") + std::strerror(err));
     }
-    detail::no_sigpipe(fd);
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)

@@ -64,14 +64,18 @@ inline void no_sigpipe([[maybe_unused]] int fd) noexcept
 
 // Non-blocking and close-on-exec, set with the descriptor where the system
 // can, after it otherwise (a fork in between may leak one: the portable
-// build's known cost).
-inline bool set_flags(int fd) noexcept
+// build's known cost); and no SIGPIPE from it where that is a socket option.
+// False (errno set) when fcntl failed.
+inline bool prepare_socket(int fd) noexcept
 {
     int fl = ::fcntl(fd, F_GETFL);
     if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
         return false;
     int fd_fl = ::fcntl(fd, F_GETFD);
-    return fd_fl >= 0 && ::fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) == 0;
+    if (fd_fl < 0 || ::fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) != 0)
+        return false;
+    no_sigpipe(fd);
+    return true;
 }
 
 inline int open_socket(int family) noexcept
@@ -80,12 +84,10 @@ inline int open_socket(int family) noexcept
     return ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 #else
     int fd = ::socket(family, SOCK_STREAM, 0);
-    if (fd >= 0 && !set_flags(fd)) {
+    if (fd >= 0 && !prepare_socket(fd)) {
         ::close(fd);
         return -1;
     }
-    if (fd >= 0)
-        no_sigpipe(fd);
     return fd;
 #endif
 }
@@ -96,13 +98,11 @@ inline int accept_socket(int lfd, sockaddr* sa, socklen_t* len) noexcept
     return ::accept4(lfd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
     int fd = ::accept(lfd, sa, len);
-    if (fd >= 0 && !set_flags(fd)) {
+    if (fd >= 0 && !prepare_socket(fd)) {
         ::close(fd);
         errno = ECONNABORTED;  // skipped like a connection reset before accept
         return -1;
     }
-    if (fd >= 0)
-        no_sigpipe(fd);
     return fd;
 #endif
 }

@@ -1429,11 +1429,7 @@ void connection::proceed()
         if (fl_->stream && fl_->stream->available() >= high_water()) {
             // The handler has a block to read: the client waits for it.
             fl_->reader_full = true;
-            schedule(wait_list::app);
-            if (eof_)
-                return close();
-            wait_ = wait_on_app;
-            return watch(false);
+            return wait_app();
         }
         if (fl_->parser || fl_->partial_head)
             return wait_read();  // a partial request: its timeout is already set

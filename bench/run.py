@@ -465,31 +465,33 @@ def write_outputs(results, idle, args, started, out_md, asyn=None):
     def cpu(s, wl):
         return med(valid(results.get((s, wl), [])), "cpu_us")
 
+    def paired(s, wl, ref, rwl):
+        """s's CPU/request over ref's, round by round. The median of ratios
+        taken within each round (the two ran seconds apart) is steadier than
+        a ratio of medians on a noisy machine."""
+        mine = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get((s, wl), [])))}
+        theirs = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get((ref, rwl), [])))}
+        return [mine[k] / theirs[k] for k in mine if k in theirs and theirs[k] > 0]
+
     lines = []
     lines.append("## Goals\n")
     lines.append("| goal | measured | verdict |\n|---|---|---|")
     for text, s, wl, ref, rwl, limit in GOALS:
         a, b = cpu(s, wl), cpu(ref, rwl)
-        # The median of ratios taken within each round (the two ran seconds
-        # apart) is steadier than a ratio of medians on a noisy machine.
-        mine = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get((s, wl), [])))}
-        theirs = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get((ref, rwl), [])))}
-        paired = [mine[k] / theirs[k] for k in mine if k in theirs and theirs[k] > 0]
-        if paired and a == a and b == b:
-            r = statistics.median(paired)
+        p = paired(s, wl, ref, rwl)
+        if p and a == a and b == b:
+            r = statistics.median(p)
             lines.append(f"| {text} | {a:.2f} us vs {b:.2f} us; paired ratio **{r:.2f}x** "
-                         f"[{min(paired):.2f}-{max(paired):.2f}] | {'met' if r <= limit else 'MISSED'} |")
+                         f"[{min(p):.2f}-{max(p):.2f}] | {'met' if r <= limit else 'MISSED'} |")
         else:
             lines.append(f"| {text} | not measured | - |")
     # The portable core has no goal of its own: its cost is reported.
-    port_rows = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get(("fapws-cpp-asio", "hello"), [])))}
-    epoll_rows = {r.get("round", i): r["cpu_us"] for i, r in enumerate(valid(results.get(("fapws-cpp", "hello"), [])))}
-    paired = [port_rows[k] / epoll_rows[k] for k in port_rows if k in epoll_rows and epoll_rows[k] > 0]
-    if paired:
-        r = statistics.median(paired)
+    p = paired("fapws-cpp-asio", "hello", "fapws-cpp", "hello")
+    if p:
+        r = statistics.median(p)
         lines.append(f"| asio reactor (portable core, -Dreactor=asio): C++ hello CPU/request against the epoll path "
                      f"(reported, no goal) | {cpu('fapws-cpp-asio', 'hello'):.2f} us vs {cpu('fapws-cpp', 'hello'):.2f} us; "
-                     f"paired ratio **{r:.2f}x** [{min(paired):.2f}-{max(paired):.2f}], "
+                     f"paired ratio **{r:.2f}x** [{min(p):.2f}-{max(p):.2f}], "
                      f"{ratio(cpu('fapws-cpp-asio', 'hello'), cpu('nginx', 'hello'))} nginx's | - |")
     for s, r in idle.items():
         if s == "fapws-cpp" or s == "fapws-wsgi":
